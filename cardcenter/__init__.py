@@ -1,0 +1,1 @@
+"""The billing centre (issue 4): accounts, cards, sales, reconciliation, reports."""
