@@ -1,0 +1,1 @@
+"""The virtual CPU card: card operating system, image file, vpcd bridge."""
