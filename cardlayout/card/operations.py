@@ -1,0 +1,384 @@
+"""Whole-card operations for the billing centre, the meter and the tools.
+
+Each operation is one connection: select the application, authenticate once,
+write the files in the order that makes the purse the commit of a purchase
+(docs/card.md 5.2), and nothing more. Data MACs (purse by the centre,
+write-back and history by the meter) are computed here from the key store,
+so a caller cannot forget one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cardlayout.apdu import commands
+from cardlayout.apdu.status import ReferenceUnusableError, WrongParametersError
+from cardlayout.card.session import CardSession
+from cardlayout.card.snapshot import (
+    CardSnapshot,
+    FileStatus,
+    read_snapshot,
+    reread,
+    select_application,
+)
+from cardlayout.errors import CardLayoutError, FormatError
+from cardlayout.files import (
+    CARD_KINDS,
+    HISTORY,
+    PARAMETERS,
+    PURSE,
+    TARIFF_SET_1,
+    TARIFF_SET_2,
+    WRITE_BACK,
+    CardFile,
+    CardType,
+    History,
+    Parameters,
+    Purse,
+    TariffSet,
+    Utility,
+    WriteBack,
+)
+from cardlayout.security.diversify import CardKeys, transport_key
+from cardlayout.security.keys import Purpose, SecretKey
+from cardlayout.security.mac import data_mac, verify_data_mac
+from cardlayout.transport.channel import CardChannel
+from cardlayout.vcard.cos import DF_TYPE, EF_TYPE, KID_ISSUER, KID_METER, KID_TRANSPORT
+from cardlayout.vcard.image import MF
+
+SW_FILE_EXISTS = 0x6A89
+
+PURSE_LABEL = "purse"
+WRITE_BACK_LABEL = "write-back"
+HISTORY_LABEL = "history"
+
+
+class CardStateError(CardLayoutError):
+    """The card is not in the state the operation needs (blank, wrong kind, ...)."""
+
+
+def _file_descriptor(fid: int, size: int, sfi: int, update_keys: tuple[int, ...]) -> bytes:
+    bitmap = 0
+    for kid in update_keys:
+        bitmap |= 1 << kid
+    return (
+        bytes((EF_TYPE,)) + fid.to_bytes(2, "big") + size.to_bytes(2, "big") + bytes((sfi, bitmap))
+    )
+
+
+def _update_keys(file_name: str) -> tuple[int, ...]:
+    if file_name in (WRITE_BACK.name, HISTORY.name):
+        return (KID_ISSUER, KID_METER)
+    return (KID_ISSUER,)
+
+
+def personalise(
+    channel: CardChannel,
+    keys: CardKeys,
+    *,
+    utility: Utility = Utility.ELECTRICITY,
+    card_type: CardType = CardType.OPENING,
+) -> bytes:
+    """Turn a factory-blank card into a card of ``card_type`` for ``utility``.
+
+    Authenticates with the published transport key (which also proves the
+    card is a blank of this profile), creates the application and the kind's
+    files, loads the issuer key diversified by the card serial, activates the
+    card (which disables the transport key), and writes the cleared
+    write-back and history so the first meter sees an empty write-back.
+
+    A card pulled half way is not scrap: run again, this picks up where the
+    card stopped (files that exist are kept, blank ones are written).
+    Returns the card serial.
+    """
+    if not channel.atr:
+        channel.connect()
+    snapshot = read_snapshot(channel, utility)
+    spec = CARD_KINDS[card_type]
+    pending = [f for f in spec.files if f.name in (WRITE_BACK.name, HISTORY.name)]
+    # Finished means every file the kind has and the cleared files written;
+    # anything less is a personalisation cut short, which this run completes.
+    if snapshot.personalised and all(snapshot.state(f).readable for f in pending):
+        raise CardStateError(
+            f"card {snapshot.serial.hex().upper()} is already personalised for "
+            f"{snapshot.utility.value if snapshot.utility else 'another utility'}"
+        )
+    serial = snapshot.serial
+    channel.send(commands.select(MF), "SELECT of the MF")
+    try:
+        session = CardSession.open(
+            channel, KID_TRANSPORT, transport_key(serial), who="transport key"
+        )
+    except (ReferenceUnusableError, WrongParametersError):
+        session = None  # activated already: only the cleared files may be missing
+    if session is not None:
+        _create_structure(channel, utility, spec.files)
+        issuer_version = keys.version_of(Purpose.CARD_ISSUER)
+        session.write_key(KID_ISSUER, keys.issuer_key(serial), issuer_version)
+        channel.send(commands.activate_card(), "ACTIVATE FILE")
+    elif not snapshot.personalised:
+        raise CardStateError(
+            f"card {serial.hex().upper()} refuses the factory transport key: "
+            "it is not a blank card of this profile"
+        )
+    select_application(channel, utility)
+    issuer = CardSession.open(channel, KID_ISSUER, keys.issuer_key(serial), who="issuer key")
+    for file in pending:
+        # Files made just now are blank; on a resumed run the first snapshot knows.
+        if session is not None or snapshot.state(file).status is not FileStatus.CLEARED:
+            issuer.write_file(file, file.encode(None))
+    return serial
+
+
+def _create_structure(
+    channel: CardChannel, utility: Utility, files: tuple[CardFile[Any], ...]
+) -> None:
+    """CREATE FILE the DF and its EFs, keeping whatever a torn run made."""
+    try:
+        channel.send(
+            commands.create_file(bytes((DF_TYPE,)) + utility.df.to_bytes(2, "big") + bytes(4)),
+            f"CREATE FILE of the {utility.value} DF",
+        )
+    except WrongParametersError as exc:
+        if exc.sw != SW_FILE_EXISTS:
+            raise
+        select_application(channel, utility)
+    for file in files:
+        try:
+            channel.send(
+                commands.create_file(
+                    _file_descriptor(file.fid, file.size, file.sfi, _update_keys(file.name))
+                ),
+                f"CREATE FILE of {file.name}",
+            )
+        except WrongParametersError as exc:
+            if exc.sw != SW_FILE_EXISTS:
+                raise
+
+
+def open_issuer_session(
+    channel: CardChannel, keys: CardKeys, snapshot: CardSnapshot
+) -> CardSession:
+    """Select the application of ``snapshot`` and authenticate as the issuer."""
+    if snapshot.utility is None:
+        raise CardStateError(f"card {snapshot.serial.hex().upper()} is blank: personalise it first")
+    select_application(channel, snapshot.utility)
+    return CardSession.open(channel, KID_ISSUER, keys.issuer_key(snapshot.serial), who="issuer key")
+
+
+def open_meter_session(channel: CardChannel, meter_key: SecretKey, utility: Utility) -> CardSession:
+    """Authenticate as the meter the card is bound to (for the write-back)."""
+    select_application(channel, utility)
+    return CardSession.open(channel, KID_METER, meter_key, who="meter key")
+
+
+def purse_mac(keys: CardKeys, purse: Purse, params: Parameters, serial: bytes) -> bytes:
+    """The centre's MAC over a purse, for the meter to verify."""
+    return data_mac(
+        keys.purse_key(params.meter_no),
+        PURSE_LABEL,
+        PURSE.mac_message(purse),
+        params.meter_no,
+        params.customer_no,
+        serial,
+    )
+
+
+@dataclass(frozen=True)
+class PurchaseWrite:
+    """What one sale writes to a user card.
+
+    ``purse`` is written without a MAC; the MAC is added here. ``bind_meter``
+    loads the meter key (opening and replacement cards).
+    """
+
+    parameters: Parameters
+    purse: Purse
+    tariff_set_1: TariffSet | None = None
+    tariff_set_2: TariffSet | None = None
+    clear_write_back: bool = True
+    bind_meter: bool = False
+
+
+def write_purchase(
+    channel: CardChannel, keys: CardKeys, snapshot: CardSnapshot, write: PurchaseWrite
+) -> CardSnapshot:
+    """Write a purchase: write-back clear, tariff sets, parameters, purse last.
+
+    The purse is the commit: a card pulled before its last byte leaves the old
+    purse count (or a torn purse, which no meter loads), so the meter cannot
+    load a purchase whose parameters did not all arrive. Returns the card as
+    read back after writing, for the caller to confirm the sale against.
+    """
+    if snapshot.utility is None:
+        raise CardStateError("the card is blank: personalise it first")
+    if write.parameters.card_type not in (
+        CardType.OPENING,
+        CardType.PURCHASE,
+        CardType.REPLACEMENT,
+    ):
+        raise CardStateError(f"{write.parameters.card_type.name.lower()} is not a user card type")
+    session = open_issuer_session(channel, keys, snapshot)
+    if write.bind_meter:
+        session.write_key(
+            KID_METER,
+            keys.meter_card_key(write.parameters.meter_no),
+            keys.version_of(Purpose.CARD_METER),
+        )
+    if write.clear_write_back:
+        session.write_file(WRITE_BACK, WRITE_BACK.encode(None))
+    if write.tariff_set_1 is not None:
+        session.write_file(TARIFF_SET_1, TARIFF_SET_1.encode(write.tariff_set_1))
+    if write.tariff_set_2 is not None:
+        session.write_file(TARIFF_SET_2, TARIFF_SET_2.encode(write.tariff_set_2))
+    session.write_file(PARAMETERS, PARAMETERS.encode(write.parameters))
+    purse = write.purse.with_mac(purse_mac(keys, write.purse, write.parameters, snapshot.serial))
+    session.write_file(PURSE, PURSE.encode(purse))
+    written: list[CardFile[Any]] = [WRITE_BACK] if write.clear_write_back else []
+    written += [
+        f for f, v in ((TARIFF_SET_1, write.tariff_set_1), (TARIFF_SET_2, write.tariff_set_2)) if v
+    ]
+    return reread(channel, snapshot, [*written, PARAMETERS, PURSE])
+
+
+def clear_write_back(channel: CardChannel, keys: CardKeys, snapshot: CardSnapshot) -> None:
+    """Mark the write-back as read and reconciled (cleared frame)."""
+    session = open_issuer_session(channel, keys, snapshot)
+    session.write_file(WRITE_BACK, WRITE_BACK.encode(None))
+
+
+def write_tool_card(
+    channel: CardChannel,
+    keys: CardKeys,
+    snapshot: CardSnapshot,
+    parameters: Parameters,
+    tariff_set_1: TariffSet | None = None,
+    tariff_set_2: TariffSet | None = None,
+) -> CardSnapshot:
+    """Write a parameter-setting, reading or test/clear card.
+
+    The card must have been personalised as that kind (its files differ).
+    The tool card's write-back is cleared, ready for the meter's receipt.
+    """
+    kind = parameters.card_type
+    spec = CARD_KINDS[kind]
+    if spec.user_card:
+        raise CardStateError(f"{kind.name.lower()} is a user card type, not a tool card")
+    if snapshot.card_type is not None and snapshot.card_type is not kind:
+        raise CardStateError(
+            f"the card is a {snapshot.card_type.name.lower()} card, not {kind.name.lower()}"
+        )
+    present = {f.name for f in spec.files}
+    if any(f.name not in snapshot.files for f in spec.files):
+        raise CardStateError(f"the card was not personalised as a {kind.name.lower()} card")
+    session = open_issuer_session(channel, keys, snapshot)
+    session.write_file(WRITE_BACK, WRITE_BACK.encode(None))
+    if tariff_set_1 is not None and TARIFF_SET_1.name in present:
+        session.write_file(TARIFF_SET_1, TARIFF_SET_1.encode(tariff_set_1))
+    if tariff_set_2 is not None and TARIFF_SET_2.name in present:
+        session.write_file(TARIFF_SET_2, TARIFF_SET_2.encode(tariff_set_2))
+    session.write_file(PARAMETERS, PARAMETERS.encode(parameters))
+    written: list[CardFile[Any]] = [WRITE_BACK, PARAMETERS]
+    written += [
+        f
+        for f, v in ((TARIFF_SET_1, tariff_set_1), (TARIFF_SET_2, tariff_set_2))
+        if v and f.name in present
+    ]
+    return reread(channel, snapshot, written)
+
+
+def verify_purse(purse: Purse, params: Parameters, serial: bytes, purse_key: SecretKey) -> None:
+    """Meter side: check the centre's MAC on the purse, or raise SecurityError."""
+    verify_data_mac(
+        purse_key,
+        PURSE_LABEL,
+        PURSE.mac_message(purse),
+        params.meter_no,
+        params.customer_no,
+        serial,
+        purse.mac,
+    )
+
+
+def verified_write_back(keys: CardKeys, snapshot: CardSnapshot) -> WriteBack | None:
+    """Centre side: the card's write-back after checking the meter's MAC.
+
+    ``None`` means cleared (nothing new since the last sale). A write-back the
+    meter did not MAC (forged or copied from another card) raises
+    :class:`SecurityError`; a torn or malformed one raises :class:`FormatError`.
+    """
+    state = snapshot.state(WRITE_BACK)
+    if not state.readable:
+        raise FormatError(f"the write-back cannot be read: {state.problem or state.status.value}")
+    wb: WriteBack | None = state.value
+    if wb is None:
+        return None
+    verify_data_mac(
+        keys.writeback_key(wb.meter_no),
+        WRITE_BACK_LABEL,
+        WRITE_BACK.mac_message(wb),
+        wb.meter_no,
+        wb.customer_no,
+        snapshot.serial,
+        wb.mac,
+    )
+    return wb
+
+
+def verified_history(
+    keys: CardKeys, snapshot: CardSnapshot, meter_no: str, customer_no: str
+) -> History | None:
+    """Centre side: the card's history after checking the meter's MAC."""
+    state = snapshot.state(HISTORY)
+    if not state.readable:
+        raise FormatError(f"the history cannot be read: {state.problem or state.status.value}")
+    history: History | None = state.value
+    if history is None:
+        return None
+    verify_data_mac(
+        keys.writeback_key(meter_no),
+        HISTORY_LABEL,
+        HISTORY.mac_message(history),
+        meter_no,
+        customer_no,
+        snapshot.serial,
+        history.mac,
+    )
+    return history
+
+
+def write_meter_write_back(
+    session: CardSession,
+    writeback_key: SecretKey,
+    serial: bytes,
+    write_back: WriteBack,
+    history: History | None,
+) -> None:
+    """Meter side: MAC and write the history, then the write-back.
+
+    The write-back goes last because it is what the centre reconciles: a card
+    pulled between the two leaves the old (cleared) write-back, and the meter
+    writes both again at the next insertion.
+    """
+    if history is not None:
+        history = history.with_mac(
+            data_mac(
+                writeback_key,
+                HISTORY_LABEL,
+                HISTORY.mac_message(history),
+                write_back.meter_no,
+                write_back.customer_no,
+                serial,
+            )
+        )
+        session.write_file(HISTORY, HISTORY.encode(history))
+    mac = data_mac(
+        writeback_key,
+        WRITE_BACK_LABEL,
+        WRITE_BACK.mac_message(write_back),
+        write_back.meter_no,
+        write_back.customer_no,
+        serial,
+    )
+    session.write_file(WRITE_BACK, WRITE_BACK.encode(write_back.with_mac(mac)))
