@@ -80,3 +80,18 @@ class CardSession:
             commands.CLA_PROPRIETARY_SM, commands.INS_WRITE_KEY, 0x00, kid, wrapped
         )
         self.channel.send(commands.write_key(kid, wrapped + mac), f"WRITE KEY {kid:02X}")
+
+
+def prove_card(channel: CardChannel, kid: int, key: SecretKey, serial: bytes, *, who: str) -> None:
+    """INTERNAL AUTHENTICATE: check the card holds ``key`` without opening a session.
+
+    For read-only work (a reading card, a check at the counter) that must
+    still refuse a forged or foreign card; writing needs :meth:`CardSession.open`,
+    which proves the card as part of the mutual authentication.
+    """
+    rnd_ifd = secrets.token_bytes(8)
+    answer = channel.send(commands.internal_authenticate(kid, rnd_ifd), "INTERNAL AUTHENTICATE")
+    if not secrets.compare_digest(answer, sm.internal_auth_response(key, rnd_ifd, serial)):
+        raise SecurityError(
+            f"the card did not prove the {who}: it is forged or belongs to another system"
+        )

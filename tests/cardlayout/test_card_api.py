@@ -230,3 +230,18 @@ def test_a_user_card_cannot_become_a_tool_card(
         write_tool_card(
             channel, card_keys, read_snapshot(channel), sample_parameters(CardType.READING)
         )
+
+
+def test_internal_authentication_tells_genuine_from_foreign(
+    card_keys: CardKeys, other_keys: CardKeys, issued_image: CardImage
+) -> None:
+    from cardlayout.card.session import prove_card
+
+    channel = connect(VirtualCard(issued_image))
+    prove_card(channel, 1, card_keys.issuer_key(SERIAL), SERIAL, who="issuer key")
+    prove_card(channel, 2, card_keys.meter_card_key(METER_NO), SERIAL, who="meter key")
+    with pytest.raises(SecurityError, match="forged or belongs to another system"):
+        prove_card(channel, 1, other_keys.issuer_key(SERIAL), SERIAL, who="issuer key")
+    # A card that copies another card's serial into its ATR does not know its key.
+    with pytest.raises(SecurityError):
+        prove_card(channel, 1, card_keys.issuer_key(bytes(8)), bytes(8), who="issuer key")

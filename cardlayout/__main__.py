@@ -1,0 +1,7 @@
+"""``python -m cardlayout`` is the ``cardlayout`` command."""
+
+import sys
+
+from cardlayout.cli import main
+
+sys.exit(main())

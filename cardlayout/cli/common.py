@@ -1,0 +1,37 @@
+"""Options and helpers shared by the commands that touch a card."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cardlayout.transport.channel import CardChannel
+
+
+def add_reader_options(parser: argparse.ArgumentParser) -> None:
+    """``--reader``, ``--timeout`` and ``--trace`` for every card command."""
+    parser.add_argument(
+        "--reader",
+        required=True,
+        help="PC/SC reader: its name, a unique part of it, or its index in `cardlayout readers`",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for a card (default 10)"
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print each command APDU as '> HEX' and each response as '< HEX' on stderr",
+    )
+
+
+def open_channel(args: argparse.Namespace) -> CardChannel:
+    """Connect to the card in the chosen reader, waiting for it if needed."""
+    from cardlayout.transport.pcsc import PcscTransport
+
+    reader: str | int = int(args.reader) if str(args.reader).isdigit() else args.reader
+    channel = CardChannel(
+        PcscTransport(reader, timeout=args.timeout), trace=sys.stderr if args.trace else None
+    )
+    channel.connect()
+    return channel
