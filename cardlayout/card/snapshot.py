@@ -147,9 +147,7 @@ def read_file_bytes(channel: CardChannel, file: CardFile[Any]) -> bytes:
             f"READ BINARY of {file.name}",
         )
         if not more:
-            raise FormatError(
-                f"{file.name} file ends after {len(data)} of its {file.size} bytes"
-            )
+            raise FormatError(f"{file.name} file ends after {len(data)} of its {file.size} bytes")
         data += more
     return data
 
