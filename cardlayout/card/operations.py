@@ -34,24 +34,30 @@ from cardlayout.files import (
     CardFile,
     CardType,
     History,
+    HistoryFile,
     Parameters,
     Purse,
     TariffSet,
     Utility,
     WriteBack,
+    WriteBackFile,
 )
 from cardlayout.security.diversify import CardKeys, transport_key
 from cardlayout.security.keys import Purpose, SecretKey
-from cardlayout.security.mac import data_mac, verify_data_mac
+from cardlayout.security.mac import MacLabel, data_mac, verify_data_mac
 from cardlayout.transport.channel import CardChannel
 from cardlayout.vcard.cos import DF_TYPE, EF_TYPE, KID_ISSUER, KID_METER, KID_TRANSPORT
 from cardlayout.vcard.image import MF
 
 SW_FILE_EXISTS = 0x6A89
 
-PURSE_LABEL = "purse"
-WRITE_BACK_LABEL = "write-back"
-HISTORY_LABEL = "history"
+MeterFile = WriteBackFile | HistoryFile
+
+_LABELS = {
+    PURSE.name: MacLabel.PURSE,
+    WRITE_BACK.name: MacLabel.WRITE_BACK,
+    HISTORY.name: MacLabel.HISTORY,
+}
 
 
 class CardStateError(CardLayoutError):
@@ -177,7 +183,7 @@ def purse_mac(keys: CardKeys, purse: Purse, params: Parameters, serial: bytes) -
     """The centre's MAC over a purse, for the meter to verify."""
     return data_mac(
         keys.purse_key(params.meter_no),
-        PURSE_LABEL,
+        MacLabel.PURSE,
         PURSE.mac_message(purse),
         params.meter_no,
         params.customer_no,
@@ -292,13 +298,20 @@ def verify_purse(purse: Purse, params: Parameters, serial: bytes, purse_key: Sec
     """Meter side: check the centre's MAC on the purse, or raise SecurityError."""
     verify_data_mac(
         purse_key,
-        PURSE_LABEL,
+        MacLabel.PURSE,
         PURSE.mac_message(purse),
         params.meter_no,
         params.customer_no,
         serial,
         purse.mac,
     )
+
+
+def _readable(snapshot: CardSnapshot, file: CardFile[Any]) -> Any:
+    state = snapshot.state(file)
+    if not state.readable:
+        raise FormatError(f"the {file.name} cannot be read: {state.problem or state.status.value}")
+    return state.value
 
 
 def verified_write_back(keys: CardKeys, snapshot: CardSnapshot) -> WriteBack | None:
@@ -308,44 +321,51 @@ def verified_write_back(keys: CardKeys, snapshot: CardSnapshot) -> WriteBack | N
     meter did not MAC (forged or copied from another card) raises
     :class:`SecurityError`; a torn or malformed one raises :class:`FormatError`.
     """
-    state = snapshot.state(WRITE_BACK)
-    if not state.readable:
-        raise FormatError(f"the write-back cannot be read: {state.problem or state.status.value}")
-    wb: WriteBack | None = state.value
-    if wb is None:
-        return None
-    verify_data_mac(
-        keys.writeback_key(wb.meter_no),
-        WRITE_BACK_LABEL,
-        WRITE_BACK.mac_message(wb),
-        wb.meter_no,
-        wb.customer_no,
-        snapshot.serial,
-        wb.mac,
-    )
+    wb: WriteBack | None = _readable(snapshot, WRITE_BACK)
+    if wb is not None:
+        _check_meter_mac(keys.writeback_key(wb.meter_no), WRITE_BACK, wb, wb, snapshot.serial)
     return wb
 
 
-def verified_history(
-    keys: CardKeys, snapshot: CardSnapshot, meter_no: str, customer_no: str
-) -> History | None:
-    """Centre side: the card's history after checking the meter's MAC."""
-    state = snapshot.state(HISTORY)
-    if not state.readable:
-        raise FormatError(f"the history cannot be read: {state.problem or state.status.value}")
-    history: History | None = state.value
-    if history is None:
-        return None
-    verify_data_mac(
-        keys.writeback_key(meter_no),
-        HISTORY_LABEL,
-        HISTORY.mac_message(history),
-        meter_no,
-        customer_no,
-        snapshot.serial,
-        history.mac,
-    )
+def verified_history(keys: CardKeys, snapshot: CardSnapshot, identity: WriteBack) -> History | None:
+    """Centre side: the card's history after checking the meter's MAC.
+
+    ``identity`` is the verified write-back of the same insertion: the
+    history is MAC'd over the same meter and customer numbers.
+    """
+    history: History | None = _readable(snapshot, HISTORY)
+    if history is not None:
+        key = keys.writeback_key(identity.meter_no)
+        _check_meter_mac(key, HISTORY, history, identity, snapshot.serial)
     return history
+
+
+def _meter_mac(
+    key: SecretKey, file: MeterFile, value: Any, identity: WriteBack, serial: bytes
+) -> bytes:
+    """The meter's data MAC over a write-back or history body."""
+    return data_mac(
+        key,
+        _LABELS[file.name],
+        file.mac_message(value),
+        identity.meter_no,
+        identity.customer_no,
+        serial,
+    )
+
+
+def _check_meter_mac(
+    key: SecretKey, file: MeterFile, value: Any, identity: WriteBack, serial: bytes
+) -> None:
+    verify_data_mac(
+        key,
+        _LABELS[file.name],
+        file.mac_message(value),
+        identity.meter_no,
+        identity.customer_no,
+        serial,
+        value.mac,
+    )
 
 
 def write_meter_write_back(
@@ -362,23 +382,7 @@ def write_meter_write_back(
     writes both again at the next insertion.
     """
     if history is not None:
-        history = history.with_mac(
-            data_mac(
-                writeback_key,
-                HISTORY_LABEL,
-                HISTORY.mac_message(history),
-                write_back.meter_no,
-                write_back.customer_no,
-                serial,
-            )
-        )
-        session.write_file(HISTORY, HISTORY.encode(history))
-    mac = data_mac(
-        writeback_key,
-        WRITE_BACK_LABEL,
-        WRITE_BACK.mac_message(write_back),
-        write_back.meter_no,
-        write_back.customer_no,
-        serial,
-    )
+        mac = _meter_mac(writeback_key, HISTORY, history, write_back, serial)
+        session.write_file(HISTORY, HISTORY.encode(history.with_mac(mac)))
+    mac = _meter_mac(writeback_key, WRITE_BACK, write_back, write_back, serial)
     session.write_file(WRITE_BACK, WRITE_BACK.encode(write_back.with_mac(mac)))

@@ -158,7 +158,7 @@ def test_meter_write_back_round_trip_and_tampering(
     snapshot = read_snapshot(channel)
     wb = verified_write_back(card_keys, snapshot)
     assert wb is not None and wb.remaining_amount == 9000
-    assert verified_history(card_keys, snapshot, METER_NO, CUSTOMER_NO) is not None
+    assert verified_history(card_keys, snapshot, wb) is not None
 
     # Someone raises the remaining amount and fixes the frame checksum: the MAC catches it.
     raw = bytearray(snapshot.state(WRITE_BACK).raw)

@@ -245,3 +245,26 @@ def test_tear_stops_after_exactly_n_bytes(
         )
     assert bytes(personalised_image.dfs[0xDF01].efs[0x0002].data[:4]) == bytes((1, 2, 3, 0x00))
     assert not card.powered
+
+
+def test_read_binary_with_mac_is_authenticated(
+    issued_image: CardImage, card_keys: CardKeys
+) -> None:
+    from cardlayout.errors import SecurityError
+
+    card = VirtualCard(issued_image)
+    card.power_on()
+    raw(card, commands.select(0xDF01))
+    assert raw(card, commands.read_binary(0, 256, sfi=2, with_mac=True)).sw == 0x6982
+    messaging = authenticate(card, 1, card_keys.issuer_key(SERIAL))
+    answer = raw(card, commands.read_binary(0, 256, sfi=2, with_mac=True))
+    assert answer.ok and len(answer.data) == 22 + 8
+    messaging.next_command()
+    assert messaging.verify_response(answer.data) == bytes(issued_image.dfs[0xDF01].efs[2].data)
+    # A response altered on the line does not verify.
+    tampered = bytes([answer.data[0] ^ 1]) + answer.data[1:]
+    other = authenticate(card, 1, card_keys.issuer_key(SERIAL))
+    raw(card, commands.read_binary(0, 256, sfi=2, with_mac=True))
+    other.next_command()
+    with pytest.raises(SecurityError):
+        other.verify_response(tampered)
