@@ -265,7 +265,10 @@ def write_tool_card(
     """Write a parameter-setting, reading or test/clear card.
 
     The card must have been personalised as that kind (its files differ).
-    The tool card's write-back is cleared, ready for the meter's receipt.
+    The tool card's write-back is cleared, ready for the meter's receipt, and
+    its meter key is loaded: the key of the target meter, or for a card for
+    any meter (meter number all zeros) the utility's tool key, which every
+    meter's security module holds (docs/card.md 4.3).
     """
     kind = parameters.card_type
     spec = CARD_KINDS[kind]
@@ -279,6 +282,11 @@ def write_tool_card(
     if any(f.name not in snapshot.files for f in spec.files):
         raise CardStateError(f"the card was not personalised as a {kind.name.lower()} card")
     session = open_issuer_session(channel, keys, snapshot)
+    # The meter authenticates the tool card with the key of its meter number,
+    # or, for "any meter" (all zeros), with the utility-wide tool key.
+    session.write_key(
+        KID_METER, keys.meter_card_key(parameters.meter_no), keys.version_of(Purpose.CARD_METER)
+    )
     session.write_file(WRITE_BACK, WRITE_BACK.encode(None))
     if tariff_set_1 is not None and TARIFF_SET_1.name in present:
         session.write_file(TARIFF_SET_1, TARIFF_SET_1.encode(tariff_set_1))
