@@ -161,7 +161,11 @@ def _dump(value: Any) -> Any:
     if isinstance(value, list):
         return [_dump(v) for v in value]
     if isinstance(value, Event):
-        return {"code": int(value.code), "detail": int(value.detail), "time": value.time.isoformat()}
+        return {
+            "code": int(value.code),
+            "detail": int(value.detail),
+            "time": value.time.isoformat(),
+        }
     return value
 
 
@@ -177,7 +181,9 @@ def _load(name: str, value: Any) -> Any:
     if name == "holidays":
         return [date.fromisoformat(v) for v in value]
     if name == "pending":
-        return PendingLoad(bytes.fromhex(value["card_serial"]), value["purchase_count"], value["amount"])
+        return PendingLoad(
+            bytes.fromhex(value["card_serial"]), value["purchase_count"], value["amount"]
+        )
     if name == "last_insertion":
         return InsertionResult[value.upper()]
     if name == "events":
