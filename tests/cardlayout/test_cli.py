@@ -120,6 +120,43 @@ def test_walk_through_attach_personalise_dump(
     assert card["files"]["write-back"]["status"] == "cleared"
     assert card["files"]["purse"]["status"] == "blank"
 
+    bad = run(
+        "card",
+        "write-purchase",
+        "--reader",
+        vpcd_reader,
+        "--keystore",
+        keystore,
+        "--meter-no",
+        "000012345678",
+        "--customer-no",
+        "310101000042",
+        "--amount",
+        "1.005",
+        env=env,
+    )
+    assert bad.returncode == 1 and "more than 2 decimal places" in bad.stderr
+    sold = run(
+        "card",
+        "write-purchase",
+        "--reader",
+        vpcd_reader,
+        "--keystore",
+        keystore,
+        "--meter-no",
+        "000012345678",
+        "--customer-no",
+        "310101000042",
+        "--amount",
+        "200.00",
+        env=env,
+    )
+    assert sold.returncode == 0, sold.stderr
+    card = json.loads(run("dump", "--reader", vpcd_reader).stdout)
+    purse = card["files"]["purse"]["value"]
+    assert (purse["amount"], purse["purchase_count"]) == (20000, 1)
+    assert card["card_type"] == "opening"
+
     again = run("card", "init", "--reader", vpcd_reader, "--keystore", keystore, env=env)
     assert again.returncode == 1 and "already personalised" in again.stderr
 

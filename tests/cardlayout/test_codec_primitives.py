@@ -311,3 +311,22 @@ def test_frame_round_trip(cmd: int, body: bytes) -> None:
 def test_frame_decode_raises_only_format_error(data: bytes) -> None:
     with suppress(FormatError):
         decode_frame(1, data, name="f")
+
+
+@pytest.mark.parametrize(
+    ("text", "places", "expected"),
+    [("200.00", 2, 20000), ("0.5283", 4, 5283), ("7", 2, 700), (" 1.5 ", 2, 150), ("0", 4, 0)],
+)
+def test_parse_decimal_known_answers(text: str, places: int, expected: int) -> None:
+    from cardlayout.codec.money import parse_decimal
+
+    assert parse_decimal(text, places, field="amount") == expected
+
+
+@pytest.mark.parametrize("text", ["1.234", "-1", "abc", "NaN", "Infinity", ""])
+def test_parse_decimal_refusals_name_the_field(text: str) -> None:
+    from cardlayout.codec.money import parse_decimal
+
+    with pytest.raises(FormatError) as exc:
+        parse_decimal(text, 2, field="amount")
+    assert exc.value.field == "amount"
