@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cardlayout.fileio import atomic_write
 from cardlayout.files import ANY_METER
 from cardlayout.security.diversify import CardKeys
 from cardlayout.security.keys import SecretKey
@@ -66,11 +67,7 @@ class SecurityModule:
                 )
             },
         }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            json.dump(doc, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        atomic_write(path, json.dumps(doc).encode("ascii"))
 
     @classmethod
     def load(cls, path: Path) -> SecurityModule:

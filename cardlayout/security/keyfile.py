@@ -34,7 +34,6 @@ import logging
 import os
 import stat
 import sys
-import tempfile
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
 
 from cardlayout.errors import KeyStoreError
+from cardlayout.fileio import atomic_write
 from cardlayout.security.keys import KEY_SIZE, KeyInfo, KeyRef, Purpose, kcv
 from cardlayout.security.keystore import KeyStore
 from cardlayout.security.mac import aes_cmac
@@ -408,32 +408,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file.
-
-    The temporary file is created 0600 (``mkstemp``) in the same directory, so
-    ``os.replace`` is a rename within one file system; the directory is
-    fsynced afterwards so the rename itself survives a power loss.
-    """
-    directory = path.parent
+    """Replace the key file atomically (:func:`cardlayout.fileio.atomic_write`)."""
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        atomic_write(path, data)
     except OSError as exc:
         raise KeyStoreError(f"cannot write key file {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            os.fchmod(tmp.fileno(), 0o600)
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        if isinstance(exc, OSError):
-            raise KeyStoreError(f"cannot write key file {path}: {exc.strerror}") from exc
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cardlayout.errors import FormatError
+from cardlayout.fileio import atomic_write
 
 IMAGE_FORMAT = "cardlayout-vcard/1"
 LIFE_INITIALISATION = "initialisation"
@@ -74,24 +74,7 @@ class CardImage:
         if self.path is None:
             return
         text = json.dumps(self.to_json(), indent=1, sort_keys=True)
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=".vcard-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write(self.path, text.encode("ascii"))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document of the image."""
