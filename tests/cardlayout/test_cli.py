@@ -120,37 +120,17 @@ def test_walk_through_attach_personalise_dump(
     assert card["files"]["write-back"]["status"] == "cleared"
     assert card["files"]["purse"]["status"] == "blank"
 
-    bad = run(
-        "card",
-        "write-purchase",
-        "--reader",
-        vpcd_reader,
-        "--keystore",
-        keystore,
-        "--meter-no",
-        "000012345678",
-        "--customer-no",
-        "310101000042",
-        "--amount",
-        "1.005",
-        env=env,
-    )
+    def write_purchase(amount: str) -> subprocess.CompletedProcess[str]:
+        return run(
+            *("card", "write-purchase", "--reader", vpcd_reader, "--keystore", keystore),
+            *("--meter-no", "000012345678", "--customer-no", "310101000042"),
+            *("--amount", amount),
+            env=env,
+        )
+
+    bad = write_purchase("1.005")
     assert bad.returncode == 1 and "more than 2 decimal places" in bad.stderr
-    sold = run(
-        "card",
-        "write-purchase",
-        "--reader",
-        vpcd_reader,
-        "--keystore",
-        keystore,
-        "--meter-no",
-        "000012345678",
-        "--customer-no",
-        "310101000042",
-        "--amount",
-        "200.00",
-        env=env,
-    )
+    sold = write_purchase("200.00")
     assert sold.returncode == 0, sold.stderr
     card = json.loads(run("dump", "--reader", vpcd_reader).stdout)
     purse = card["files"]["purse"]["value"]
