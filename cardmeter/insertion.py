@@ -42,6 +42,7 @@ from cardlayout.files import (
     ANY_METER,
     HISTORY,
     PARAMETERS,
+    PURSE,
     TARIFF_SET_1,
     WRITE_BACK,
     CardType,
@@ -55,6 +56,7 @@ from cardlayout.files import (
     Utility,
     WriteBack,
 )
+from cardlayout.security.keys import SecretKey
 from cardlayout.transport.channel import CardChannel
 from cardmeter import credit
 from cardmeter.registers import MeterState, PendingLoad
@@ -163,9 +165,11 @@ class Insertion:
         if binding is not None:
             return self._illegal(binding, session, snapshot)
         purse = snapshot.purse
+        if purse is None:
+            # Torn or blank (pulled at the service hall): a fault, not an attack.
+            problem = snapshot.state(PURSE).problem or "the purse cannot be read"
+            return self._refused(None, f"{problem}: take the card back to the service hall")
         try:
-            if purse is None:
-                raise SecurityError("no readable purse")
             verify_purse(purse, params, snapshot.serial, self.sam.purse_key)
         except SecurityError:
             return self._illegal(InsertionResult.PURSE_MAC_BAD, session, snapshot)
@@ -286,10 +290,10 @@ class Insertion:
     # -- endings -------------------------------------------------------------------------
 
     def _authenticate(
-        self, channel: CardChannel, key: object, utility: Utility
+        self, channel: CardChannel, key: SecretKey, utility: Utility
     ) -> CardSession | None:
         try:
-            return open_meter_session(channel, key, utility)  # type: ignore[arg-type]
+            return open_meter_session(channel, key, utility)
         except (StatusError, SecurityError):
             return None
 

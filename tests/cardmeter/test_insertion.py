@@ -25,6 +25,7 @@ from cardlayout.errors import CardRemovedError
 from cardlayout.files import (
     ANY_METER,
     PARAMETERS,
+    PURSE,
     TARIFF_SET_1,
     WRITE_BACK,
     CardType,
@@ -321,6 +322,26 @@ def test_purse_replayed_from_an_earlier_sale_loads_nothing(centre: Centre, meter
     card.image.dfs[0xDF01].efs[0x0002].data[:] = old_purse
     assert meter.insert(card).result is InsertionResult.COUNT_LOWER
     assert meter.state.remaining == 15000
+
+
+def test_a_torn_or_blank_card_is_refused_and_changes_nothing(centre: Centre, meter: Meter) -> None:
+    blank = centre.card()
+    outcome = meter.insert(blank)
+    assert not outcome.accepted and "cannot be read" in outcome.reason
+    card = centre.open_account(10000)
+    meter.insert(card)
+    # The next sale writes write-back, tariff set, parameters (each frame plus its
+    # start byte) and then the purse: pull the card 3 bytes into the purse.
+    before_purse = sum(f.size + 1 for f in (WRITE_BACK, TARIFF_SET_1, PARAMETERS))
+    card.arm_tear(before_purse + 3)
+    with pytest.raises(CardRemovedError):
+        centre.sell(card, 5000, 2)
+    assert read_snapshot(connect(card)).state(PURSE).status is FileStatus.TORN
+    before = copy.deepcopy(meter.state)
+    image = card.image.to_json()
+    outcome = meter.insert(card)
+    assert not outcome.accepted and "torn" in outcome.reason and "service hall" in outcome.reason
+    assert meter.state == before and card.image.to_json() == image
 
 
 # -- tool cards ---------------------------------------------------------------------------
