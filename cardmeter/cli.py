@@ -82,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CardLayoutError, StateError, UsageError, ValueError) as exc:
         print(f"cardmeter: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"cardmeter: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("cardmeter: interrupted", file=sys.stderr)
         return 130

@@ -6,7 +6,7 @@ what the relay does about it is decided at three moments only:
 - :func:`evaluate`, at the end of every metered interval (called by
   :func:`cardmeter.metering.advance`): load-limit and credit trips, friendly
   holds;
-- :func:`card_inserted`, when the customer's user card (or a test card) is
+- :func:`card_inserted`, when the customer's user card is
   inserted: the card acknowledges an alarm-2 trip, enables overdraft at zero
   and clears a load-limit trip;
 - :func:`credit_loaded`, when a purchase is committed: the only way out of

@@ -134,6 +134,9 @@ class Insertion:
         self.now = (now or state.clock).astimezone(UTC)
         self.step = step or (lambda name: None)
         self.loaded = 0
+        # Only a load this insertion made is committed after its write-back; an
+        # older pending load waits for its own user card (_settle_pending).
+        self.new_pending: PendingLoad | None = None
 
     # -- entry -------------------------------------------------------------------
 
@@ -186,6 +189,7 @@ class Insertion:
                 # a new purchase: pending first, then the card, then commit
                 self._take_parameters(snapshot, params)
                 st.pending = PendingLoad(snapshot.serial, purse.purchase_count, purse.amount)
+                self.new_pending = st.pending
         credit.card_inserted(st, self.now)
         return self._finish(result, session, snapshot, accepted=result is InsertionResult.LOADED)
 
@@ -273,7 +277,6 @@ class Insertion:
             st.events.clear()
             st.illegal_card_count = 0
             st.tamper = False
-            credit.card_inserted(st, self.now)
             result = InsertionResult.READ_ONLY
         else:
             result = InsertionResult.READ_ONLY
@@ -328,7 +331,7 @@ class Insertion:
         """Save, write the write-back and history, then commit a pending load."""
         st = self.state
         st.last_insertion = result
-        pending = st.pending
+        pending = self.new_pending
         self.save(st)
         self.step("saved")
         # The card reports the meter as it is once the pending load is committed.

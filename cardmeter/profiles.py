@@ -139,6 +139,10 @@ def _timestamp(text: str) -> datetime:
     return when.astimezone(UTC)
 
 
+MAX_INTERVAL_QUANTITY = 1_000_000
+"""A reading above this (units per interval, before CT and PT) is a typo or an attack."""
+
+
 def _quantity(text: str) -> int:
     """``"0.25"`` (units) -> 25 (0.01 units), exactly."""
     try:
@@ -149,6 +153,10 @@ def _quantity(text: str) -> int:
         raise ValueError(f"quantity {text!r} is not a finite number")
     if value < 0:
         raise ValueError(f"quantity {text!r} is negative")
+    if value > MAX_INTERVAL_QUANTITY:
+        raise ValueError(
+            f"quantity {text!r} is more than {MAX_INTERVAL_QUANTITY} units in one interval"
+        )
     _sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite, checked above
     if exponent < -_MAX_DECIMALS:

@@ -38,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CardLayoutError as exc:
         print(f"cardlayout: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"cardlayout: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("cardlayout: interrupted", file=sys.stderr)
         return 130

@@ -314,6 +314,7 @@ class VirtualCard:
 
     def _external_authenticate(self, c: CommandApdu) -> ResponseApdu:
         challenge, self._ram.challenge = self._ram.challenge, None
+        self._reset_security()  # whatever follows, the old status ends here
         if len(c.data) != 16:
             raise _Refuse(0x6700)
         record = self._key(c.p2)
@@ -321,7 +322,6 @@ class VirtualCard:
             raise _Refuse(0x6985)
         key = SecretKey(record.value)
         rnd_icc, rnd_ifd = sm.open_external_cryptogram(key, c.data)
-        self._reset_security()
         if not secrets.compare_digest(rnd_icc, challenge):
             self._write_unit()
             record.tries_left -= 1

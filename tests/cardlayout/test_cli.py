@@ -154,3 +154,9 @@ def test_unknown_reader_is_named_in_the_error(vpcd_reader: str) -> None:
     assert result.returncode == 1
     assert "No Such Reader 99" in result.stderr and vpcd_reader in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_directory_is_a_sentence(tmp_path: Path) -> None:
+    result = run("vcard", "new", str(tmp_path / "no" / "card.json"), "--serial", SERIAL)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("cardlayout: ")

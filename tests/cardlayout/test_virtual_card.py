@@ -268,3 +268,17 @@ def test_read_binary_with_mac_is_authenticated(
     other.next_command()
     with pytest.raises(SecurityError):
         other.verify_response(tampered)
+
+
+def test_a_failed_authentication_ends_the_security_status(
+    personalised_image: CardImage, card_keys: CardKeys
+) -> None:
+    card = VirtualCard(personalised_image)
+    card.power_on()
+    raw(card, commands.select(0xDF01))
+    messaging = authenticate(card, 1, card_keys.issuer_key(SERIAL))
+    # An EXTERNAL AUTHENTICATE without a challenge fails, and ends the session.
+    assert raw(card, commands.external_authenticate(1, bytes(16))).sw == 0x6985
+    data = b"\x00"
+    mac = messaging.command_mac(0x04, 0xD6, 0x82, 0, data)
+    assert raw(card, commands.update_binary(0, data + mac, sfi=2)).sw == 0x6982

@@ -487,3 +487,31 @@ def test_centre_saw_the_write_back_before_the_meter_committed(
     outcome = meter.insert(card)
     assert outcome.result is InsertionResult.LOADED and credit_on_meter(meter) == 15000
     assert meter.state.last_purchase_count == 2
+
+
+def test_a_pending_load_waits_for_its_own_user_card(centre: Centre, meter: Meter) -> None:
+    """A reading card or a refused card must not commit someone's pending load
+    (review finding): the centre may still add to that purchase."""
+    card = centre.open_account(10000)
+    card.arm_tear(0)
+    with pytest.raises(CardRemovedError):
+        meter.insert(card)
+    meter.power_cycle()
+    assert meter.state.pending is not None
+    meter.insert(tool_card(centre, CardType.READING, METER))
+    stranger = centre.card(SERIAL_2)
+    centre.sell(stranger, 1, 1, CardType.OPENING, bind=True, customer_no="310101000099")
+    assert meter.insert(stranger).result is InsertionResult.WRONG_CUSTOMER
+    assert meter.state.pending is not None and credit_on_meter(meter) == 0
+    centre.sell(card, 15000, 1, CardType.OPENING)  # the centre adds 5000 to purchase 1
+    assert meter.insert(card).result is InsertionResult.LOADED
+    assert credit_on_meter(meter) == 15000 and meter.state.pending is None
+
+
+def test_a_test_card_does_not_act_as_the_user_card(centre: Centre, meter: Meter) -> None:
+    meter.insert(centre.open_account(10000))
+    meter.state.remaining = 0
+    meter.state.relay_closed = False
+    meter.state.trip_reason = "zero"
+    meter.insert(tool_card(centre, CardType.TEST_CLEAR))
+    assert not meter.state.relay_closed and not meter.state.overdraft_enabled

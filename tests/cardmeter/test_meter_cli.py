@@ -142,3 +142,15 @@ def test_meter_takes_a_real_card_through_pcscd(state: str, keystore: str, vpcd_r
     old.write_text("timestamp,quantity\n2026-01-01T00:00:00+00:00,0.25\n")
     replay = cardmeter("run", state, "--days", "1", "--csv", str(old))
     assert replay.returncode == 1 and "billed twice" in replay.stderr
+
+
+def test_missing_files_and_absurd_readings_are_sentences(state: str, tmp_path: Path) -> None:
+    missing = cardmeter("run", state, "--days", "1", "--csv", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 1 and "nope.csv" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    nowhere = cardmeter("status", str(tmp_path / "no" / "such.json"))
+    assert nowhere.returncode == 1 and "Traceback" not in nowhere.stderr
+    huge = tmp_path / "huge.csv"
+    huge.write_text("timestamp,quantity\n2026-02-01T00:00:00+00:00,1e50000000\n")
+    result = cardmeter("run", state, "--days", "1", "--csv", str(huge))
+    assert result.returncode == 1 and "more than" in result.stderr
