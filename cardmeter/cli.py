@@ -133,6 +133,8 @@ def cmd_insert(args: argparse.Namespace) -> int:
     from cardmeter.insertion import Insertion
 
     store, state, sam = _open(args.state)
+    state.power_up()
+    store.save(state)
     reader: str | int = int(args.reader) if str(args.reader).isdigit() else args.reader
     channel = CardChannel(
         PcscTransport(reader, timeout=args.timeout), trace=sys.stderr if args.trace else None
@@ -142,6 +144,8 @@ def cmd_insert(args: argparse.Namespace) -> int:
         outcome = Insertion(state, sam, store.save).take(channel)
     finally:
         channel.close()
+    state.running = False
+    store.save(state)
     print(json.dumps(outcome.to_json()))
     return 0
 
@@ -167,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     state = store.load()
     before_used, before_quantity = state.cumulative_used, state.cumulative_quantity
     events_before = len(state.events)
+    state.power_up()  # a power loss since the last run shows in this run's events
     intervals = list(_intervals(args, state))
     if intervals and intervals[0][0] < state.clock:
         raise UsageError(
@@ -181,9 +186,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"\rday {done // 96} of {args.days}", end="", file=sys.stderr, flush=True)
     if sys.stderr.isatty():
         print(file=sys.stderr)
+    state.running = False
+    store.save(state)
     summary = {
         "intervals": total,
-        "quantity": state.cumulative_quantity - before_quantity,
+        "energy": state.cumulative_quantity - before_quantity,
         "charged": state.cumulative_used - before_used,
         "remaining": state.remaining,
         "relay": "closed" if state.relay_closed else "open",

@@ -86,6 +86,8 @@ class MeterState:
     last_insertion: InsertionResult | None = None
     holidays: list[date] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # set while the meter works; found set at power-up, it means power was lost
+    running: bool = False
 
     # -- decoded views -------------------------------------------------------
 
@@ -109,6 +111,14 @@ class MeterState:
     @property
     def overdraft_used(self) -> int:
         return max(0, -self.remaining)
+
+    def power_up(self) -> bool:
+        """Start working; record a power loss if the last run never ended cleanly."""
+        lost = self.running
+        if lost:
+            self.record(EventCode.POWER_LOSS, self.clock)
+        self.running = True
+        return lost
 
     def record(self, code: EventCode, when: datetime, detail: int = 0) -> None:
         """Append an event, keeping the newest :data:`EVENT_LOG_SIZE`."""

@@ -136,7 +136,7 @@ def test_meter_takes_a_real_card_through_pcscd(state: str, keystore: str, vpcd_r
     ran = cardmeter("run", state, "--days", "2", "--profile", "residential", "--seed", "7")
     assert ran.returncode == 0, ran.stderr
     summary = json.loads(ran.stdout)
-    assert summary["intervals"] == 192 and summary["quantity"] > 0
+    assert summary["intervals"] == 192 and summary["energy"] > 0
     assert summary["remaining"] == 20000 - summary["charged"]
     old = Path(state).with_name("old.csv")
     old.write_text("timestamp,quantity\n2026-01-01T00:00:00+00:00,0.25\n")

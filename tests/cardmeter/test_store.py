@@ -99,3 +99,8 @@ def test_killed_at_any_moment_the_meter_keeps_its_credit(tmp_path: Path) -> None
         assert after.cumulative_quantity >= last_quantity
         last_quantity = after.cumulative_quantity
     assert last_quantity > 0
+    # At the next power-up the meter logs that its power was lost.
+    cardmeter("run", str(path), "--days", "1")
+    events = StateStore(path).load().events
+    assert any(e.code is EventCode.POWER_LOSS for e in events)
+    assert not StateStore(path).load().running
