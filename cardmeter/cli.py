@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cardlayout.card.dump import jsonable
-from cardlayout.errors import CardLayoutError
+from cardlayout.cli.common import add_reader_options, open_channel, run_handler
 from cardlayout.files import EventCode, Utility
 from cardmeter.registers import MeterState
 from cardmeter.security import SecurityModule, sam_path
@@ -50,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     insert = sub.add_parser("insert", help="take the card in a PC/SC reader")
     insert.add_argument("state")
-    insert.add_argument("--reader", required=True, help="reader name, unique part, or index")
-    insert.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a card")
-    insert.add_argument("--trace", action="store_true", help="print APDUs on stderr")
+    add_reader_options(insert)
     insert.set_defaults(handler=cmd_insert)
 
     run = sub.add_parser("run", help="consume energy over simulated time")
@@ -77,19 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        result: int = args.handler(args)
-    except (CardLayoutError, StateError, UsageError, ValueError) as exc:
-        print(f"cardmeter: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"cardmeter: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("cardmeter: interrupted", file=sys.stderr)
-        return 130
-    return result
+    return run_handler("cardmeter", args, (StateError, UsageError, ValueError))
 
 
 def _open(path: str) -> tuple[StateStore, MeterState, SecurityModule]:
@@ -128,18 +114,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_insert(args: argparse.Namespace) -> int:
-    from cardlayout.transport.channel import CardChannel
-    from cardlayout.transport.pcsc import PcscTransport
     from cardmeter.insertion import Insertion
 
     store, state, sam = _open(args.state)
     state.power_up()
     store.save(state)
-    reader: str | int = int(args.reader) if str(args.reader).isdigit() else args.reader
-    channel = CardChannel(
-        PcscTransport(reader, timeout=args.timeout), trace=sys.stderr if args.trace else None
-    )
-    channel.connect()
+    channel = open_channel(args)
     try:
         outcome = Insertion(state, sam, store.save).take(channel)
     finally:

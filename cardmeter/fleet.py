@@ -82,6 +82,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from cardlayout.card.operations import seal_meter_report
 from cardlayout.files import (
     HISTORY,
     MAX_EVENTS,
@@ -105,7 +106,6 @@ from cardlayout.files import (
     WriteBack,
 )
 from cardlayout.security.diversify import CardKeys
-from cardlayout.security.mac import MacLabel, data_mac
 from cardmeter.clock import add_months, latest_settlement, month_of
 from cardmeter.credit import CloseCause, TripReason
 from cardmeter.pricing import RESIDUE_SCALE, price_parts, tou_rate
@@ -1214,17 +1214,14 @@ class Fleet:
             write_back, history = self.report(i, when, int(status[i]))
             serial = self.serial(i)
             key = keys.writeback_key(write_back.meter_no)
-            identity = (write_back.meter_no, write_back.customer_no, serial)
-            history_mac = data_mac(key, MacLabel.HISTORY, HISTORY.mac_message(history), *identity)
-            wb_mac = data_mac(
-                key, MacLabel.WRITE_BACK, WRITE_BACK.mac_message(write_back), *identity
-            )
+            sealed, sealed_history = seal_meter_report(key, serial, write_back, history)
+            assert sealed_history is not None
             yield WriteBackRecord(
                 meter_no=write_back.meter_no,
                 customer_no=write_back.customer_no,
                 card_serial=serial,
-                write_back=WRITE_BACK.encode(write_back.with_mac(wb_mac)),
-                history=HISTORY.encode(history.with_mac(history_mac)),
+                write_back=WRITE_BACK.encode(sealed),
+                history=HISTORY.encode(sealed_history),
             )
 
 

@@ -376,6 +376,22 @@ def _check_meter_mac(
     )
 
 
+def seal_meter_report(
+    writeback_key: SecretKey, serial: bytes, write_back: WriteBack, history: History | None
+) -> tuple[WriteBack, History | None]:
+    """The meter's write-back and history with their MACs (over meter, customer, serial).
+
+    The meter model writes these to the card; the fleet simulator stores them
+    as the records a card reader collects: one sealing for both.
+    """
+    sealed_history = None
+    if history is not None:
+        mac = _meter_mac(writeback_key, HISTORY, history, write_back, serial)
+        sealed_history = history.with_mac(mac)
+    mac = _meter_mac(writeback_key, WRITE_BACK, write_back, write_back, serial)
+    return write_back.with_mac(mac), sealed_history
+
+
 def write_meter_write_back(
     session: CardSession,
     writeback_key: SecretKey,
@@ -389,8 +405,7 @@ def write_meter_write_back(
     pulled between the two leaves the old (cleared) write-back, and the meter
     writes both again at the next insertion.
     """
-    if history is not None:
-        mac = _meter_mac(writeback_key, HISTORY, history, write_back, serial)
-        session.write_file(HISTORY, HISTORY.encode(history.with_mac(mac)))
-    mac = _meter_mac(writeback_key, WRITE_BACK, write_back, write_back, serial)
-    session.write_file(WRITE_BACK, WRITE_BACK.encode(write_back.with_mac(mac)))
+    sealed, sealed_history = seal_meter_report(writeback_key, serial, write_back, history)
+    if sealed_history is not None:
+        session.write_file(HISTORY, HISTORY.encode(sealed_history))
+    session.write_file(WRITE_BACK, WRITE_BACK.encode(sealed))

@@ -11,8 +11,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cardlayout.errors import CardLayoutError
-
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every command group registered."""
@@ -31,21 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; errors become a sentence and exit status 1."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        result: int = args.handler(args)
-    except CardLayoutError as exc:
-        print(f"cardlayout: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"cardlayout: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("cardlayout: interrupted", file=sys.stderr)
-        return 130
-    return result
+    from cardlayout.cli.common import run_handler
+
+    return run_handler("cardlayout", build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from cardlayout.errors import CardLayoutError
 from cardlayout.transport.channel import CardChannel
 
 
@@ -35,3 +36,27 @@ def open_channel(args: argparse.Namespace) -> CardChannel:
     )
     channel.connect()
     return channel
+
+
+def run_handler(
+    prog: str, args: argparse.Namespace, errors: tuple[type[Exception], ...] = ()
+) -> int:
+    """Run ``args.handler``; the project's errors (and ``errors``) become a sentence.
+
+    Exit status 1 for an error, 130 for an interrupt: the policy of every
+    command line of the project, written once.
+    """
+    expected: tuple[type[Exception], ...] = (CardLayoutError, *errors)
+    try:
+        result: int = args.handler(args)
+    except expected as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{prog}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return result

@@ -26,6 +26,14 @@ def raw(card: VirtualCard, apdu: CommandApdu) -> ResponseApdu:
     return ResponseApdu.from_bytes(card.process(apdu.to_bytes()))
 
 
+def powered(image: CardImage) -> VirtualCard:
+    """The card powered, with the electricity application selected."""
+    card = VirtualCard(image)
+    card.power_on()
+    assert raw(card, commands.select(0xDF01)).ok
+    return card
+
+
 def authenticate(card: VirtualCard, kid: int, key: object) -> sm.SecureMessaging:
     rnd_icc = raw(card, commands.get_challenge()).data
     rnd_ifd = bytes(range(8))
@@ -71,9 +79,7 @@ def test_personalised_card_files_and_t0_behaviour(personalised_image: CardImage)
 def test_update_needs_authentication_and_a_valid_mac(
     personalised_image: CardImage, card_keys: CardKeys
 ) -> None:
-    card = VirtualCard(personalised_image)
-    card.power_on()
-    raw(card, commands.select(0xDF01))
+    card = powered(personalised_image)
     before = bytes(personalised_image.dfs[0xDF01].efs[0x0002].data)
     # No authentication: refused, plain or with a made-up MAC.
     assert raw(card, commands.update_binary(0, b"\x68", sfi=2, with_mac=False)).sw == 0x6982
@@ -89,9 +95,7 @@ def test_update_needs_authentication_and_a_valid_mac(
 
 
 def test_replayed_update_is_refused(personalised_image: CardImage, card_keys: CardKeys) -> None:
-    card = VirtualCard(personalised_image)
-    card.power_on()
-    raw(card, commands.select(0xDF01))
+    card = powered(personalised_image)
     messaging = authenticate(card, 1, card_keys.issuer_key(SERIAL))
     data = b"\x00\x01"
     command = commands.update_binary(
@@ -106,9 +110,7 @@ def test_meter_key_may_write_write_back_but_not_purse(
 ) -> None:
     from conftest import METER_NO
 
-    card = VirtualCard(issued_image)
-    card.power_on()
-    raw(card, commands.select(0xDF01))
+    card = powered(issued_image)
     messaging = authenticate(card, 2, card_keys.meter_card_key(METER_NO))
     data = b"\x00"
     mac = messaging.command_mac(0x04, 0xD6, 0x82, 0, data)
@@ -121,9 +123,7 @@ def test_meter_key_may_write_write_back_but_not_purse(
 def test_failed_authentications_count_down_then_block(
     personalised_image: CardImage, card_keys: CardKeys, other_keys: CardKeys
 ) -> None:
-    card = VirtualCard(personalised_image)
-    card.power_on()
-    raw(card, commands.select(0xDF01))
+    card = powered(personalised_image)
     wrong = other_keys.issuer_key(SERIAL)
     for left in range(KEY_TRIES - 1, -1, -1):
         rnd = raw(card, commands.get_challenge()).data
@@ -141,9 +141,7 @@ def test_failed_authentications_count_down_then_block(
 def test_success_resets_the_try_counter(
     personalised_image: CardImage, card_keys: CardKeys, other_keys: CardKeys
 ) -> None:
-    card = VirtualCard(personalised_image)
-    card.power_on()
-    raw(card, commands.select(0xDF01))
+    card = powered(personalised_image)
     rnd = raw(card, commands.get_challenge()).data
     raw(
         card,
@@ -159,9 +157,7 @@ def test_success_resets_the_try_counter(
 def test_authentication_needs_a_fresh_challenge(
     personalised_image: CardImage, card_keys: CardKeys
 ) -> None:
-    card = VirtualCard(personalised_image)
-    card.power_on()
-    raw(card, commands.select(0xDF01))
+    card = powered(personalised_image)
     key = card_keys.issuer_key(SERIAL)
     rnd = raw(card, commands.get_challenge()).data
     raw(card, commands.select(0xDF01))  # any other command uses the challenge up
@@ -231,9 +227,7 @@ def test_tear_stops_after_exactly_n_bytes(
 ) -> None:
     from cardlayout.vcard.cos import PowerLost
 
-    card = VirtualCard(personalised_image)
-    card.power_on()
-    raw(card, commands.select(0xDF01))
+    card = powered(personalised_image)
     messaging = authenticate(card, 1, card_keys.issuer_key(SERIAL))
     data = bytes(range(1, 11))
     card.arm_tear(3)
@@ -252,9 +246,7 @@ def test_read_binary_with_mac_is_authenticated(
 ) -> None:
     from cardlayout.errors import SecurityError
 
-    card = VirtualCard(issued_image)
-    card.power_on()
-    raw(card, commands.select(0xDF01))
+    card = powered(issued_image)
     assert raw(card, commands.read_binary(0, 256, sfi=2, with_mac=True)).sw == 0x6982
     messaging = authenticate(card, 1, card_keys.issuer_key(SERIAL))
     answer = raw(card, commands.read_binary(0, 256, sfi=2, with_mac=True))
@@ -273,9 +265,7 @@ def test_read_binary_with_mac_is_authenticated(
 def test_a_failed_authentication_ends_the_security_status(
     personalised_image: CardImage, card_keys: CardKeys
 ) -> None:
-    card = VirtualCard(personalised_image)
-    card.power_on()
-    raw(card, commands.select(0xDF01))
+    card = powered(personalised_image)
     messaging = authenticate(card, 1, card_keys.issuer_key(SERIAL))
     # An EXTERNAL AUTHENTICATE without a challenge fails, and ends the session.
     assert raw(card, commands.external_authenticate(1, bytes(16))).sw == 0x6985
