@@ -1,0 +1,1 @@
+"""User cards: issue, replacement, and what was last written to each."""

@@ -1,0 +1,1 @@
+"""The small core every domain folder stands on: configuration, database, errors."""

@@ -1,0 +1,39 @@
+"""Configuration from the environment, read once into a frozen value.
+
+No module keeps a global configuration: the command line builds a
+:class:`Config` and hands it down, and tests build their own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+APP_NAME = "cardcenter"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where the centre keeps its books and keys, and who is at the desk."""
+
+    database_url: str
+    keystore: str
+    site: str = "HQ"
+    operator: str = "admin"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Config:
+        env = dict(os.environ if environ is None else environ)
+        # The user's data directory (~/.local/share/cardcenter) unless told otherwise.
+        data = Path(env.get("CARDCENTER_DATA_DIR") or user_data_dir(APP_NAME, appauthor=False))
+        url = env.get("CARDCENTER_DATABASE_URL") or f"sqlite:///{data / 'cardcenter.db'}"
+        keystore = env.get("CARDCENTER_KEYSTORE") or str(data / "keys.json")
+        return cls(
+            database_url=url,
+            keystore=keystore,
+            site=env.get("CARDCENTER_SITE", "HQ"),
+            operator=env.get("CARDCENTER_OPERATOR", "admin"),
+        )

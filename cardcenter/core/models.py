@@ -1,0 +1,26 @@
+"""Every model, imported in one place so metadata (and Alembic) sees all tables."""
+
+from cardcenter.cards.models import Card, CardStatus
+from cardcenter.customers.models import Category, Customer, Meter
+from cardcenter.operators.models import Operator
+from cardcenter.reconciliation.models import Finding, MonthlyUsage, Reconciliation, WriteBackRecord
+from cardcenter.sales.ledger import JournalEntry
+from cardcenter.sales.models import Sale
+from cardcenter.tariffs.models import Tariff, TariffVersion
+
+__all__ = [
+    "Card",
+    "CardStatus",
+    "Category",
+    "Customer",
+    "Finding",
+    "JournalEntry",
+    "Meter",
+    "MonthlyUsage",
+    "Operator",
+    "Reconciliation",
+    "Sale",
+    "Tariff",
+    "TariffVersion",
+    "WriteBackRecord",
+]

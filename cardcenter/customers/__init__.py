@@ -1,0 +1,1 @@
+"""Customers, their categories and their meters."""

@@ -1,0 +1,1 @@
+"""Reading back what meters wrote to cards and reconciling it with the books."""

@@ -1,0 +1,1 @@
+"""Sales to card meters: quote, pending, written, delivered; reversal; the journal."""

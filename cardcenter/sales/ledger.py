@@ -1,0 +1,99 @@
+"""The journal: every movement of money has a source and a destination.
+
+Accounts are named strings; per customer ``transit:N`` (paid, on a card, not
+yet on the meter), ``meter:N`` (on the meter as last read) and
+``consumed:N``; per site ``till:SITE`` (cash taken, a negative balance) and
+the centre's ``tax``, ``fixed`` (fixed charges) accounts. Because every entry
+moves an amount from one account to another, the sum of all balances is
+always zero and, per customer,
+
+    credit paid = balance(meter) + balance(consumed) + balance(transit)
+
+which is DESIGN.md 7's conservation, checked by the tests against the meter
+model itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from cardcenter.core.db import Base, utcnow
+
+TAX = "tax"
+FIXED = "fixed"
+
+
+def till(site: str) -> str:
+    return f"till:{site}"
+
+
+def transit(customer_id: int) -> str:
+    return f"transit:{customer_id}"
+
+
+def meter(customer_id: int) -> str:
+    return f"meter:{customer_id}"
+
+
+def consumed(customer_id: int) -> str:
+    return f"consumed:{customer_id}"
+
+
+class JournalEntry(Base):
+    __tablename__ = "journal"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    destination: Mapped[str] = mapped_column(String(64), index=True)
+    amount: Mapped[int]
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), default=None)
+    sale_id: Mapped[int | None] = mapped_column(ForeignKey("sales.id"), default=None)
+    reconciliation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reconciliations.id"), default=None
+    )
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), default=None)
+    memo: Mapped[str] = mapped_column(String(200), default="")
+
+
+def post(
+    session: Session,
+    source: str,
+    destination: str,
+    amount: int,
+    memo: str,
+    **links: int | None,
+) -> JournalEntry | None:
+    """Move ``amount`` from ``source`` to ``destination``.
+
+    A negative amount is posted the other way round; zero posts nothing.
+    ``links`` are the entry's ``customer_id``, ``sale_id``,
+    ``reconciliation_id`` and ``operator_id``.
+    """
+    if amount == 0:
+        return None
+    if amount < 0:
+        source, destination, amount = destination, source, -amount
+    entry = JournalEntry(source=source, destination=destination, amount=amount, memo=memo, **links)
+    session.add(entry)
+    return entry
+
+
+def balance(session: Session, account: str) -> int:
+    """What ``account`` holds: all it received minus all it gave."""
+    session.flush()
+    received = session.scalar(
+        select(func.coalesce(func.sum(JournalEntry.amount), 0)).where(
+            JournalEntry.destination == account
+        )
+    )
+    given = session.scalar(
+        select(func.coalesce(func.sum(JournalEntry.amount), 0)).where(
+            JournalEntry.source == account
+        )
+    )
+    return int(received or 0) - int(given or 0)
