@@ -1,5 +1,13 @@
 """Fixtures shared by every test package.
 
+The billing centre's database fixtures: every database test runs on SQLite
+and PostgreSQL (``db``). PostgreSQL is the machine's (127.0.0.1:5432,
+database ``test``, or ``CARDCENTER_TEST_PG_URL``); each test run makes its
+own schema, migrates it once, empties its tables before every test and drops
+it at the end, so runs never see each other's rows. SQLite gets a migrated
+template file that every test copies. A PostgreSQL that cannot be reached
+fails the tests, never skips them.
+
 The PC/SC tests run through the real pcscd with the vsmartcard vpcd driver
 (``scripts/setup`` installs and starts both). Missing infrastructure fails
 those tests rather than skipping them: a skipped end-to-end suite looks green
@@ -10,11 +18,19 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from centre_support import Database, make_keystore
+from sqlalchemy import text
+
+from cardcenter.core.db import Base, make_engine, session_factory, upgrade
+from cardlayout.security.diversify import CardKeys
 
 VPCD_READER_PREFIX = "Virtual PCD"
 VPCD_READERS_WAIT = 5.0
@@ -94,3 +110,77 @@ class _machine_lock:
     def __exit__(self, *exc: object) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
+
+
+PG_URL = os.environ.get("CARDCENTER_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def migrated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database per backend: a template file or a fresh schema."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "template.db"
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        engine.dispose()
+        yield str(path)
+        return
+    schema = f"cc_test_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # pragma: no cover - infrastructure
+        pytest.fail(f"PostgreSQL at {PG_URL} cannot be used: {exc}", pytrace=False)
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def db(migrated: str, tmp_path: Path) -> Iterator[Database]:
+    """An empty, migrated database of the current backend."""
+    if migrated.startswith("postgresql"):
+        engine = make_engine(migrated)
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        database = Database("postgresql", migrated, engine, session_factory(engine))
+    else:
+        path = tmp_path / "centre.db"
+        shutil.copyfile(migrated, path)
+        url = f"sqlite:///{path}"
+        engine = make_engine(url)
+        database = Database("sqlite", url, engine, session_factory(engine))
+    try:
+        yield database
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Iterator[CardKeys]:
+    with make_keystore(tmp_path / "keys.json") as store:
+        yield CardKeys(store)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    """A fresh, migrated SQLite database, for the few tests too long to run twice."""
+    url = f"sqlite:///{tmp_path / 'centre.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    try:
+        yield Database("sqlite", url, engine, session_factory(engine))
+    finally:
+        engine.dispose()

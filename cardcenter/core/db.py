@@ -10,6 +10,7 @@ test is the database a utility runs.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,6 +26,9 @@ from sqlalchemy import (
     MetaData,
     create_engine,
     event,
+)
+from sqlalchemy import (
+    Enum as SAEnum,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -75,6 +79,21 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {int: BigInt, datetime: UTCDateTime, dict[str, Any]: JSON}  # noqa: RUF012
+
+
+def enum_type(cls: type[enum.Enum]) -> SAEnum:
+    """A string column holding an enum's values, read back as the enum's members.
+
+    Stored as VARCHAR (not a native ENUM type) so adding a member later is not
+    a schema change on PostgreSQL, and the same on both databases.
+    """
+    return SAEnum(
+        cls,
+        native_enum=False,
+        length=24,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
 
 
 def utcnow() -> datetime:

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from cardcenter.core.db import Base, utcnow
+from cardcenter.core.db import Base, enum_type, utcnow
 
 
 class AccountStatus(enum.StrEnum):
@@ -58,7 +58,9 @@ class Customer(Base):
     phone: Mapped[str] = mapped_column(String(40), default="")
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"))
     tariff_id: Mapped[int | None] = mapped_column(ForeignKey("tariffs.id"), default=None)
-    status: Mapped[AccountStatus] = mapped_column(String(16), default=AccountStatus.ACTIVE)
+    status: Mapped[AccountStatus] = mapped_column(
+        enum_type(AccountStatus), default=AccountStatus.ACTIVE
+    )
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
     site: Mapped[str] = mapped_column(String(64), default="HQ")
@@ -87,10 +89,10 @@ class Meter(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     meter_no: Mapped[str] = mapped_column(String(12), unique=True)
-    kind: Mapped[MeterKind] = mapped_column(String(8), default=MeterKind.CARD)
+    kind: Mapped[MeterKind] = mapped_column(enum_type(MeterKind), default=MeterKind.CARD)
     utility: Mapped[str] = mapped_column(String(16), default="electricity")
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), default=None)
-    status: Mapped[MeterStatus] = mapped_column(String(16), default=MeterStatus.ACTIVE)
+    status: Mapped[MeterStatus] = mapped_column(enum_type(MeterStatus), default=MeterStatus.ACTIVE)
     ct_ratio: Mapped[int] = mapped_column(default=1)
     pt_ratio: Mapped[int] = mapped_column(default=1)
     key_version: Mapped[int] = mapped_column(default=1)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cardcenter.core.db import Base, utcnow
+from cardcenter.core.db import Base, enum_type, utcnow
 
 
 class Role(enum.StrEnum):
@@ -25,7 +25,7 @@ class Operator(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[Role] = mapped_column(String(20))
+    role: Mapped[Role] = mapped_column(enum_type(Role))
     site: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(default=True)
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)

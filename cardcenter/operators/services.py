@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cardcenter.core.errors import InvalidInputError
+from cardcenter.core.errors import CentreError, InvalidInputError
 from cardcenter.operators.models import Operator, Role
 
 
@@ -26,3 +26,20 @@ def ensure_operator(
         session.add(operator)
         session.flush()
     return operator
+
+
+RANK = {Role.CASHIER: 1, Role.SUPERVISOR: 2, Role.ADMINISTRATOR: 3}
+
+
+class NotAllowedError(CentreError):
+    """The operator's role does not allow the action."""
+
+
+def require_role(operator: Operator, role: Role) -> None:
+    """Refuse unless ``operator`` holds ``role`` or a higher one."""
+    if not operator.active:
+        raise NotAllowedError(f"operator {operator.username} is disabled")
+    if RANK[Role(operator.role)] < RANK[role]:
+        raise NotAllowedError(
+            f"operator {operator.username} is a {operator.role}; this needs a {role.value}"
+        )

@@ -11,10 +11,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cardcenter.core.db import Base, utcnow
+from cardcenter.core.db import Base, enum_type, utcnow
 
 
 class WriteBackSource(enum.StrEnum):
@@ -43,7 +43,7 @@ class WriteBackRecord(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"), index=True)
     card_serial: Mapped[str] = mapped_column(String(16))
-    source: Mapped[WriteBackSource] = mapped_column(String(8))
+    source: Mapped[WriteBackSource] = mapped_column(enum_type(WriteBackSource))
     purchase_count: Mapped[int]
     remaining: Mapped[int]
     overdraft_used: Mapped[int]
@@ -90,8 +90,10 @@ class Finding(Base):
     __tablename__ = "findings"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[FindingKind] = mapped_column(String(24))
-    status: Mapped[FindingStatus] = mapped_column(String(8), default=FindingStatus.OPEN, index=True)
+    kind: Mapped[FindingKind] = mapped_column(enum_type(FindingKind))
+    status: Mapped[FindingStatus] = mapped_column(
+        enum_type(FindingStatus), default=FindingStatus.OPEN, index=True
+    )
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), default=None)
     meter_id: Mapped[int | None] = mapped_column(ForeignKey("meters.id"), default=None)
     reconciliation_id: Mapped[int | None] = mapped_column(
@@ -108,7 +110,10 @@ class MonthlyUsage(Base):
     """A meter's frozen usage of one month (0.01 units), from the card history."""
 
     __tablename__ = "monthly_usage"
-    __table_args__ = (UniqueConstraint("meter_id", "month"),)
+    __table_args__ = (
+        UniqueConstraint("meter_id", "month"),
+        Index("ix_monthly_usage_month_quantity", "month", "quantity"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cardcenter.core.db import Base, utcnow
+from cardcenter.core.db import Base, enum_type, utcnow
 
 
 class SaleStatus(enum.StrEnum):
@@ -36,8 +36,10 @@ class SaleKind(enum.StrEnum):
     CARRY_OVER = "carry_over"
 
 
-# credit that is paid for and not yet proven on the meter
-IN_TRANSIT = (SaleStatus.PENDING, SaleStatus.WRITTEN)
+# Credit that is paid for, on a card, and not yet proven on the meter. A
+# pending sale is not in transit: its money has not been taken, and the desk
+# confirms it (from the card's purse) before any write-back is reconciled.
+IN_TRANSIT = (SaleStatus.WRITTEN,)
 
 
 class Sale(Base):
@@ -45,8 +47,8 @@ class Sale(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
-    kind: Mapped[SaleKind] = mapped_column(String(16), default=SaleKind.SALE)
-    status: Mapped[SaleStatus] = mapped_column(String(16), default=SaleStatus.PENDING)
+    kind: Mapped[SaleKind] = mapped_column(enum_type(SaleKind), default=SaleKind.SALE)
+    status: Mapped[SaleStatus] = mapped_column(enum_type(SaleStatus), default=SaleStatus.PENDING)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"), index=True)
     card_id: Mapped[int | None] = mapped_column(ForeignKey("cards.id"), default=None)
@@ -70,4 +72,5 @@ class Sale(Base):
     written_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     reversed_at: Mapped[datetime | None] = mapped_column(default=None)
+    reversed_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), default=None)
     note: Mapped[str] = mapped_column(String(400), default="")

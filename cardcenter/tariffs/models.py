@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from cardcenter.core.db import Base, utcnow
+from cardcenter.core.db import Base, enum_type, utcnow
 
 
 class TariffKind(enum.StrEnum):
@@ -57,7 +57,7 @@ class TariffVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tariff_id: Mapped[int] = mapped_column(ForeignKey("tariffs.id"))
     version: Mapped[int]
-    kind: Mapped[TariffKind] = mapped_column(String(16))
+    kind: Mapped[TariffKind] = mapped_column(enum_type(TariffKind))
     active_from: Mapped[datetime]
     structure: Mapped[dict[str, Any]]
     tax_rate: Mapped[int] = mapped_column(default=0)

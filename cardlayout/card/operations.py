@@ -348,6 +348,24 @@ def verified_history(keys: CardKeys, snapshot: CardSnapshot, identity: WriteBack
     return history
 
 
+def verify_meter_report(
+    keys: CardKeys, serial: bytes, write_back: WriteBack, history: History | None
+) -> None:
+    """Centre side: check the meter's MACs on a write-back and history read elsewhere.
+
+    For reports that did not come through a card in the centre's own reader
+    (the offline card writer's stored records): the same check as
+    :func:`verified_write_back` and :func:`verified_history`, over the card
+    ``serial`` the record names. Raises :class:`SecurityError` if either MAC
+    is wrong, so a record edited, copied to another card or made without the
+    meter's key is never reconciled.
+    """
+    key = keys.writeback_key(write_back.meter_no)
+    _check_meter_mac(key, WRITE_BACK, write_back, write_back, serial)
+    if history is not None:
+        _check_meter_mac(key, HISTORY, history, write_back, serial)
+
+
 def _meter_mac(
     key: SecretKey, file: MeterFile, value: Any, identity: WriteBack, serial: bytes
 ) -> bytes:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-30 08:01:21.681556
+Create Date: 2026-11-30 08:11:14.380559
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("role", sa.String(length=20), nullable=False),
+        sa.Column(
+            "role",
+            sa.Enum(
+                "cashier", "supervisor", "administrator", name="role", native_enum=False, length=24
+            ),
+            nullable=False,
+        ),
         sa.Column("site", sa.String(length=64), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
@@ -67,7 +73,11 @@ def upgrade() -> None:
             "category_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
         sa.Column("tariff_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum("active", "closed", name="accountstatus", native_enum=False, length=24),
+            nullable=False,
+        ),
         sa.Column("opened_at", cardcenter.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("closed_at", cardcenter.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("site", sa.String(length=64), nullable=False),
@@ -122,7 +132,19 @@ def upgrade() -> None:
             "tariff_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
         sa.Column("version", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "flat",
+                "tou",
+                "stepped",
+                "tou_stepped",
+                name="tariffkind",
+                native_enum=False,
+                length=24,
+            ),
+            nullable=False,
+        ),
         sa.Column("active_from", cardcenter.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("structure", sa.JSON(), nullable=False),
         sa.Column("tax_rate", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -140,12 +162,20 @@ def upgrade() -> None:
         "meters",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("meter_no", sa.String(length=12), nullable=False),
-        sa.Column("kind", sa.String(length=8), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum("card", "keypad", name="meterkind", native_enum=False, length=24),
+            nullable=False,
+        ),
         sa.Column("utility", sa.String(length=16), nullable=False),
         sa.Column(
             "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum("active", "removed", name="meterstatus", native_enum=False, length=24),
+            nullable=False,
+        ),
         sa.Column("ct_ratio", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("pt_ratio", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
@@ -210,7 +240,20 @@ def upgrade() -> None:
         sa.Column(
             "generation", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "issuing",
+                "active",
+                "lost",
+                "replaced",
+                "closed",
+                name="cardstatus",
+                native_enum=False,
+                length=24,
+            ),
+            nullable=False,
+        ),
         sa.Column("issued_at", cardcenter.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column(
             "status_changed_at", cardcenter.core.db.UTCDateTime(timezone=True), nullable=True
@@ -224,7 +267,17 @@ def upgrade() -> None:
         ),
         sa.Column("registered", sa.Boolean(), nullable=False),
         sa.Column(
+            "write_type", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("pending_action", sa.String(length=16), nullable=True),
+        sa.Column(
             "pending_sale_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column(
+            "pending_count", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column(
+            "pending_amount", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_cards_customer_id_customers")
@@ -245,13 +298,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_monthly_usage")),
         sa.UniqueConstraint("meter_id", "month", name=op.f("uq_monthly_usage_meter_id")),
     )
+    with op.batch_alter_table("monthly_usage", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_monthly_usage_month_quantity", ["month", "quantity"], unique=False
+        )
+
     op.create_table(
         "write_backs",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("digest", sa.String(length=64), nullable=False),
         sa.Column("meter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("card_serial", sa.String(length=16), nullable=False),
-        sa.Column("source", sa.String(length=8), nullable=False),
+        sa.Column(
+            "source",
+            sa.Enum("sale", "read", "import", name="writebacksource", native_enum=False, length=24),
+            nullable=False,
+        ),
         sa.Column(
             "purchase_count", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
@@ -360,8 +422,26 @@ def upgrade() -> None:
         "sales",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("request_id", sa.String(length=64), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum("sale", "opening", "carry_over", name="salekind", native_enum=False, length=24),
+            nullable=False,
+        ),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "pending",
+                "written",
+                "delivered",
+                "void",
+                "reversed",
+                "refunded",
+                name="salestatus",
+                native_enum=False,
+                length=24,
+            ),
+            nullable=False,
+        ),
         sa.Column(
             "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
@@ -396,6 +476,9 @@ def upgrade() -> None:
         sa.Column("written_at", cardcenter.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("delivered_at", cardcenter.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("reversed_at", cardcenter.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "reversed_by", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
         sa.Column("note", sa.String(length=400), nullable=False),
         sa.ForeignKeyConstraint(["card_id"], ["cards.id"], name=op.f("fk_sales_card_id_cards")),
         sa.ForeignKeyConstraint(
@@ -404,6 +487,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["meter_id"], ["meters.id"], name=op.f("fk_sales_meter_id_meters")),
         sa.ForeignKeyConstraint(
             ["operator_id"], ["operators.id"], name=op.f("fk_sales_operator_id_operators")
+        ),
+        sa.ForeignKeyConstraint(
+            ["reversed_by"], ["operators.id"], name=op.f("fk_sales_reversed_by_operators")
         ),
         sa.ForeignKeyConstraint(
             ["tariff_version_id"],
@@ -421,8 +507,25 @@ def upgrade() -> None:
     op.create_table(
         "findings",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("kind", sa.String(length=24), nullable=False),
-        sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "mismatch",
+                "negative_consumption",
+                "tamper",
+                "illegal_cards",
+                "unknown_meter",
+                name="findingkind",
+                native_enum=False,
+                length=24,
+            ),
+            nullable=False,
+        ),
+        sa.Column(
+            "status",
+            sa.Enum("open", "closed", name="findingstatus", native_enum=False, length=24),
+            nullable=False,
+        ),
         sa.Column(
             "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
@@ -520,6 +623,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_write_backs_meter_id"))
 
     op.drop_table("write_backs")
+    with op.batch_alter_table("monthly_usage", schema=None) as batch_op:
+        batch_op.drop_index("ix_monthly_usage_month_quantity")
+
     op.drop_table("monthly_usage")
     op.drop_table("cards")
     op.drop_table("meters")

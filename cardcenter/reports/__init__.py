@@ -1,0 +1,1 @@
+"""Reports: takings and cash-up, consumption, non-buying customers, low credit, findings."""

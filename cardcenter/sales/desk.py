@@ -1,0 +1,606 @@
+"""The service-hall desk: one operator, one reader, every card flow end to end.
+
+Each flow is the same three steps, each its own transaction:
+
+1. read the card, settle any write left in flight, reconcile the write-back,
+   decide the write and record it pending (commit);
+2. write the card (the purse last) and read it back;
+3. confirm from the read-back (commit).
+
+A crash or a pulled card between the steps leaves a pending write that the
+next reading of the card settles (:func:`cardcenter.sales.services.settle_pending`);
+retrying a sale with its request id finishes it, and a finished request id
+returns its first result. ``checkpoint`` is called between the steps so the
+tests can crash the desk exactly there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cardcenter.cards.models import Card, CardStatus
+from cardcenter.cards.reading import CardReading, read_card
+from cardcenter.core.db import transaction, utcnow
+from cardcenter.core.errors import (
+    CardRefusedError,
+    ConflictError,
+    InvalidInputError,
+    SaleInterruptedError,
+)
+from cardcenter.customers.models import Customer, Meter
+from cardcenter.customers.services import ensure_active
+from cardcenter.operators.models import Operator, Role
+from cardcenter.operators.services import ensure_operator, require_role
+from cardcenter.reconciliation.models import WriteBackSource
+from cardcenter.reconciliation.services import ReconcileSettings
+from cardcenter.sales import planning
+from cardcenter.sales.models import Sale, SaleKind, SaleStatus
+from cardcenter.sales.services import (
+    PendingAction,
+    Settled,
+    Visit,
+    confirm_write,
+    identify,
+    in_transit,
+    learn,
+    purse_shows,
+    sale_result,
+    settle_pending,
+    start_write,
+    unsettled_error,
+)
+from cardcenter.tariffs import pricing
+from cardlayout.card.operations import (
+    CardStateError,
+    PurchaseWrite,
+    personalise,
+    write_purchase,
+)
+from cardlayout.card.snapshot import CardSnapshot, read_snapshot
+from cardlayout.errors import CardLayoutError
+from cardlayout.files import CardType
+from cardlayout.security.diversify import CardKeys
+from cardlayout.transport.channel import CardChannel
+
+MAX_REQUEST_ID = 64
+
+
+def _no_checkpoint(step: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SaleStart:
+    """A sale recorded pending: the card write to make, and what was learnt reading it."""
+
+    card_id: int
+    sale_id: int
+    write: PurchaseWrite
+    learnt: dict[str, Any]
+
+
+@dataclass
+class Desk:
+    """Who is selling, where, with which keys and books."""
+
+    sessions: sessionmaker[Session]
+    keys: CardKeys
+    operator: str = "admin"
+    site: str = "HQ"
+    settings: ReconcileSettings = field(default_factory=ReconcileSettings)
+    clock: Callable[[], datetime] = utcnow
+    checkpoint: Callable[[str], None] = _no_checkpoint
+    _operator_ids: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def operator_row(self, session: Session, role: Role | None = None) -> Operator:
+        """The operator at the desk (looked up once per desk; created on a fresh install)."""
+        known = self._operator_ids.get(self.operator)
+        operator = session.get(Operator, known) if known else None
+        if operator is None:
+            operator = ensure_operator(session, self.operator, site=self.site)
+            self._operator_ids[self.operator] = operator.id
+        if role is not None:
+            require_role(operator, role)
+        return operator
+
+    # -- selling -------------------------------------------------------------------
+
+    def sell(
+        self, channel: CardChannel, tendered: int, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Sell ``tendered`` (minor units) to the card in the reader."""
+        request_id = check_request_id(request_id)
+        if tendered <= 0:
+            raise InvalidInputError("amount", "give an amount above 0")
+        reading = read_card(channel, self.keys)
+        started = self.begin_sale(reading, tendered, request_id)
+        if isinstance(started, dict):
+            return started
+        self.checkpoint("pending")
+        self._write(channel, reading.snapshot, started.write, started.sale_id, request_id)
+        self.checkpoint("written")
+        return self.finish_sale(started)
+
+    def begin_sale(
+        self, reading: CardReading, tendered: int, request_id: str
+    ) -> SaleStart | dict[str, Any]:
+        """Step 1 of a sale (no card I/O): settle, reconcile, price, record pending.
+
+        Returns the write to make, or the result when the request id is done
+        already (or the card shows the pending sale has arrived).
+        """
+        at = self.clock()
+        with self._books() as session:
+            existing = session.scalar(select(Sale).where(Sale.request_id == request_id))
+            if existing is not None and existing.status is not SaleStatus.PENDING:
+                return sale_result(existing, replayed=True)
+            visit = identify(session, reading)
+            operator = self.operator_row(session)
+            if existing is not None:
+                replay = self._resume(session, visit, reading, existing, tendered, at)
+                if replay is not None:
+                    return replay
+                sale = existing
+            else:
+                sale = self._plan_sale(session, visit, reading, operator, tendered, request_id, at)
+            write = planning.build_write(
+                session,
+                customer=visit.customer,
+                meter=visit.meter,
+                card=visit.card,
+                count=sale.purchase_count,
+                amount=sale.card_amount,
+                at=at,
+                tariffs=visit.tariffs,
+            ).write
+            return SaleStart(visit.card.id, sale.id, write, self._learnt(visit))
+
+    def finish_sale(self, started: SaleStart) -> dict[str, Any]:
+        """Step 3 of a sale: the card holds the purchase; confirm it and take the money."""
+        with transaction(self.sessions) as session:
+            visit = self._confirm(session, started.card_id, started.write)
+            sale = session.get_one(Sale, started.sale_id)
+            return sale_result(sale, visit, **started.learnt)
+
+    def _resume(
+        self,
+        session: Session,
+        visit: Visit,
+        reading: CardReading,
+        sale: Sale,
+        tendered: int,
+        at: datetime,
+    ) -> dict[str, Any] | None:
+        """A pending sale asked for again: confirm it if the card has it, else write again."""
+        if sale.tendered != tendered:
+            raise ConflictError(
+                f"request {sale.request_id} was a sale of {pricing.format_money(sale.tendered)}, "
+                f"not {pricing.format_money(tendered)}: use a new request id for a new sale"
+            )
+        if visit.card.pending_sale_id != sale.id:
+            raise ConflictError(
+                f"request {sale.request_id} was sold to another card than {visit.card.serial}: "
+                "insert the card it was sold to"
+            )
+        if purse_shows(reading, sale.purchase_count, sale.card_amount):
+            settle_pending(session, visit, reading, at=at)
+            return sale_result(sale, visit, resumed=True)
+        return None
+
+    def _plan_sale(
+        self,
+        session: Session,
+        visit: Visit,
+        reading: CardReading,
+        operator: Operator,
+        tendered: int,
+        request_id: str,
+        at: datetime,
+    ) -> Sale:
+        """Settle, reconcile, price and record a new sale as pending."""
+        ensure_active(visit.customer)
+        settled = settle_pending(session, visit, reading, at=at)
+        if settled in (Settled.REDO, Settled.IN_FLIGHT):
+            raise unsettled_error(visit)
+        learn(
+            session,
+            visit,
+            reading,
+            source=WriteBackSource.SALE,
+            operator_id=operator.id,
+            settings=self.settings,
+        )
+        sale = new_sale(
+            session,
+            visit,
+            operator,
+            tendered,
+            request_id,
+            at,
+            site=self.site,
+            shown_count=reading.write_back.purchase_count if reading.write_back else 0,
+        )
+        start_write(
+            session,
+            visit.card,
+            reading,
+            action=PendingAction.SALE,
+            count=sale.purchase_count,
+            amount=sale.card_amount,
+            sale=sale,
+        )
+        return sale
+
+    def quote(self, channel: CardChannel, tendered: int) -> dict[str, Any]:
+        """What a sale of ``tendered`` would give, changing nothing (a trial)."""
+        if tendered <= 0:
+            raise InvalidInputError("amount", "give an amount above 0")
+        reading = read_card(channel, self.keys)
+        at = self.clock()
+        with self.sessions() as session:
+            try:
+                visit = identify(session, reading)
+                operator = self.operator_row(session)
+                settle_pending(session, visit, reading, at=at)
+                learn(
+                    session,
+                    visit,
+                    reading,
+                    source=WriteBackSource.READ,
+                    operator_id=operator.id,
+                    settings=self.settings,
+                )
+                sale = new_sale(
+                    session,
+                    visit,
+                    operator,
+                    tendered,
+                    "quote",
+                    at,
+                    site=self.site,
+                    shown_count=reading.write_back.purchase_count if reading.write_back else 0,
+                )
+                result = sale_result(sale, visit, trial=True, **self._learnt(visit))
+                result["status"] = "quote"
+                return result
+            finally:
+                session.rollback()
+
+    # -- reading and recovery ----------------------------------------------------------
+
+    def read(self, channel: CardChannel) -> dict[str, Any]:
+        """Read the card: who it belongs to, what it carries, the write-back reconciled."""
+        reading = read_card(channel, self.keys)
+        at = self.clock()
+        with transaction(self.sessions) as session:
+            visit = identify(session, reading, issuing_ok=True)
+            operator = self.operator_row(session)
+            settled = settle_pending(session, visit, reading, at=at)
+            if settled not in (Settled.REDO, Settled.IN_FLIGHT):
+                learn(
+                    session,
+                    visit,
+                    reading,
+                    source=WriteBackSource.READ,
+                    operator_id=operator.id,
+                    settings=self.settings,
+                )
+            return describe_visit(session, visit, reading)
+
+    def recover(self, channel: CardChannel) -> dict[str, Any]:
+        """Finish whatever write the card was pulled in: confirm, cancel or write again."""
+        reading = read_card(channel, self.keys)
+        at = self.clock()
+        with transaction(self.sessions) as session:
+            visit = identify(session, reading, issuing_ok=True)
+            action = visit.card.pending_action
+            settled = settle_pending(session, visit, reading, at=at, cancel=True)
+            if settled is not Settled.REDO:
+                return {"card_serial": visit.card.serial, "pending": action, "settled": settled}
+            card = visit.card
+            assert card.pending_count is not None and card.pending_amount is not None
+            issuing = card.status is CardStatus.ISSUING
+            write = planning.build_write(
+                session,
+                customer=visit.customer,
+                meter=visit.meter,
+                card=card,
+                count=card.pending_count,
+                amount=card.pending_amount,
+                at=at,
+                card_type=CardType(card.write_type) if issuing else None,
+                bind_meter=issuing,
+            ).write
+            card_id, sale_id = card.id, card.pending_sale_id
+        snapshot = reading.snapshot
+        if issuing:
+            snapshot = personalise_if_needed(self, channel, snapshot)
+        self._write(channel, snapshot, write, sale_id, None)
+        with transaction(self.sessions) as session:
+            visit = self._confirm(session, card_id, write)
+            return {"card_serial": visit.card.serial, "pending": action, "settled": "rewritten"}
+
+    # -- reversal ----------------------------------------------------------------------
+
+    def reverse(self, channel: CardChannel, sale_id: int, reason: str = "") -> dict[str, Any]:
+        """Take back a sale whose credit provably has not reached the meter.
+
+        Proof: the sale's card is in the reader, its purse still carries the
+        sale, and its write-back is either cleared (the card has not been in
+        the meter since) or verified and shows the meter did not load it. The
+        card is then written with the purse minus this sale, under the same
+        count, so a meter that holds that count half-loaded settles it with
+        the smaller amount (docs/meter.md 5).
+        """
+        reading = read_card(channel, self.keys)
+        at = self.clock()
+        with transaction(self.sessions) as session:
+            visit = identify(session, reading)
+            operator = self.operator_row(session, Role.SUPERVISOR)
+            sale = session.get(Sale, sale_id)
+            if sale is None:
+                raise InvalidInputError("sale", f"there is no sale {sale_id}")
+            if sale.customer_id != visit.customer.id or sale.meter_id != visit.meter.id:
+                raise CardRefusedError(
+                    f"sale {sale_id} was not sold to the account of card {visit.card.serial}"
+                )
+            if settle_pending(session, visit, reading, at=at) in (
+                Settled.REDO,
+                Settled.IN_FLIGHT,
+            ):
+                raise unsettled_error(visit)
+            if reading.write_back is None and not reading.write_back_cleared:
+                raise ConflictError(
+                    f"the write-back on card {visit.card.serial} is torn: the meter may have "
+                    f"started loading sale {sale_id}, so it cannot be reversed"
+                )
+            learn(
+                session,
+                visit,
+                reading,
+                source=WriteBackSource.SALE,
+                operator_id=operator.id,
+                settings=self.settings,
+            )
+            session.refresh(sale)
+            if sale.status is SaleStatus.DELIVERED:
+                raise ConflictError(
+                    f"the credit of sale {sale_id} reached the meter"
+                    f"{f' on {sale.delivered_at:%Y-%m-%d}' if sale.delivered_at else ''}: "
+                    "it cannot be reversed"
+                )
+            if sale.status is not SaleStatus.WRITTEN:
+                raise ConflictError(f"sale {sale_id} is {sale.status.value}: it cannot be reversed")
+            card = visit.card
+            shown = reading.write_back.purchase_count if reading.write_back else 0
+            if sale.purchase_count != card.purchase_count or max(
+                visit.meter.loaded_count, shown
+            ) >= (sale.purchase_count):
+                raise ConflictError(
+                    f"the credit of sale {sale_id} has reached the meter (or a later purchase "
+                    "was written over it): it cannot be reversed"
+                )
+            amount = card.purse_amount - sale.credit
+            if amount < 0:
+                raise ConflictError(f"card {card.serial} does not carry sale {sale_id}")
+            sale.note = reason[:400]
+            sale.reversed_by = operator.id
+            start_write(
+                session,
+                card,
+                reading,
+                action=PendingAction.REVERSAL,
+                count=card.purchase_count,
+                amount=amount,
+                sale=sale,
+            )
+            write = planning.build_write(
+                session,
+                customer=visit.customer,
+                meter=visit.meter,
+                card=card,
+                count=card.purchase_count,
+                amount=amount,
+                at=at,
+            ).write
+            card_id = card.id
+        self.checkpoint("pending")
+        self._write(channel, reading.snapshot, write, sale_id, None)
+        self.checkpoint("written")
+        with transaction(self.sessions) as session:
+            visit = self._confirm(session, card_id, write)
+            return sale_result(session.get_one(Sale, sale_id), visit)
+
+    # -- shared steps --------------------------------------------------------------------
+
+    @contextmanager
+    def _books(self) -> Iterator[Session]:
+        """A transaction whose lost races (a unique key another desk took) are conflicts."""
+        try:
+            with transaction(self.sessions) as session:
+                yield session
+        except IntegrityError as exc:
+            raise ConflictError(
+                "another desk changed this account at the same moment; read the card again "
+                f"({type(exc.orig).__name__ if exc.orig else 'conflict'})"
+            ) from None
+
+    def _write(
+        self,
+        channel: CardChannel,
+        snapshot: CardSnapshot,
+        write: PurchaseWrite,
+        sale_id: int | None,
+        request_id: str | None,
+    ) -> CardSnapshot:
+        try:
+            after = write_purchase(channel, self.keys, snapshot, write)
+        except CardLayoutError as exc:
+            again = (
+                f"repeat the sale with --request-id {request_id}"
+                if request_id
+                else "run `cardcenter sale recover`"
+            )
+            raise SaleInterruptedError(
+                f"the card write did not finish ({exc}); the write is recorded as pending and "
+                f"nothing is lost: put the card back and {again}",
+                sale_id or 0,
+            ) from exc
+        purse = after.purse
+        if purse is None or (purse.purchase_count, purse.amount) != (
+            write.purse.purchase_count,
+            write.purse.amount,
+        ):
+            raise SaleInterruptedError(
+                "the card did not keep the purse it was written with; put it back and run "
+                "`cardcenter sale recover`",
+                sale_id or 0,
+            )
+        return after
+
+    def _confirm(self, session: Session, card_id: int, write: PurchaseWrite) -> Visit:
+        card, customer, meter = session.execute(
+            select(Card, Customer, Meter)
+            .join(Customer, Customer.id == Card.customer_id)
+            .join(Meter, Meter.id == Card.meter_id)
+            .where(Card.id == card_id)
+        ).one()
+        visit = Visit(card, customer, meter)
+        if (card.pending_count, card.pending_amount) != (
+            write.purse.purchase_count,
+            write.purse.amount,
+        ):
+            raise ConflictError(
+                f"card {card.serial} was settled by another desk meanwhile; read it again"
+            )
+        confirm_write(session, visit, at=self.clock())
+        return visit
+
+    @staticmethod
+    def _learnt(visit: Visit) -> dict[str, Any]:
+        rec = visit.reconciled
+        if rec is None or rec.reconciliation is None:
+            return {"reconciliation": None}
+        r = rec.reconciliation
+        return {
+            "reconciliation": {
+                "id": r.id,
+                "energy": r.energy,
+                "consumed": pricing.format_money(r.consumed),
+                "delivered": pricing.format_money(r.delivered),
+                "findings": [f.detail for f in rec.findings],
+            }
+        }
+
+
+def check_request_id(request_id: str | None) -> str:
+    """A client's request id (printable, at most 64 characters), or a fresh one."""
+    if request_id is None:
+        return uuid.uuid4().hex
+    request_id = request_id.strip()
+    if not request_id or len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
+        raise InvalidInputError("request id", "give 1 to 64 printable characters")
+    return request_id
+
+
+def new_sale(
+    session: Session,
+    visit: Visit,
+    operator: Operator,
+    tendered: int,
+    request_id: str,
+    at: datetime,
+    *,
+    site: str,
+    shown_count: int = 0,
+) -> Sale:
+    """Price a sale by the tariff in force and record it as pending (not yet on the card)."""
+    customer, meter, card = visit.customer, visit.meter, visit.card
+    nxt = planning.next_purchase(card, meter, shown_count)
+    if visit.tariffs is None:
+        visit.tariffs = planning.tariffs_at(session, customer, at)
+    version = visit.tariffs[0]
+    months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
+    quote = pricing.quote(version, tendered, months)
+    if customer.hoarding_limit is not None:
+        transit = sum(s.credit for s in in_transit(session, meter))
+        planning.check_hoarding(customer, meter, transit, quote.credit)
+    breakdown = quote.as_dict()
+    breakdown["paid_through_before"] = customer.fixed_paid_through
+    breakdown["tariff"] = f"{version.tariff.name} v{version.version}"
+    sale = Sale(
+        request_id=request_id,
+        kind=SaleKind.SALE,
+        customer_id=customer.id,
+        meter_id=meter.id,
+        card_id=card.id,
+        operator_id=operator.id,
+        site=site,
+        tariff_version_id=version.id,
+        purchase_count=nxt.count,
+        tendered=quote.tendered,
+        fixed_charge=quote.fixed_charge,
+        tax=quote.tax,
+        credit=quote.credit,
+        card_amount=nxt.carried + quote.credit,
+        parameter_version=customer.parameter_version,
+        breakdown=breakdown,
+        created_at=at,
+    )
+    session.add(sale)
+    session.flush()
+    return sale
+
+
+def describe_visit(session: Session, visit: Visit, reading: CardReading) -> dict[str, Any]:
+    """The card and the account as an operator sees them at the desk."""
+    meter, card = visit.meter, visit.card
+    transit = in_transit(session, meter)
+    wb = reading.write_back
+    return {
+        "card_serial": card.serial,
+        "card_status": str(card.status),
+        "generation": card.generation,
+        "customer_no": visit.customer.customer_no,
+        "customer": visit.customer.name,
+        "meter_no": meter.meter_no,
+        "purse": {
+            "purchase_count": reading.purse.purchase_count,
+            "amount": pricing.format_money(reading.purse.amount),
+        }
+        if reading.purse
+        else None,
+        "write_back": {
+            "purchase_count": wb.purchase_count,
+            "remaining": pricing.format_money(wb.remaining_amount),
+            "overdraft_used": pricing.format_money(wb.overdraft_used),
+            "illegal_card_count": wb.illegal_card_count,
+            "result": wb.insertion_result.name.lower(),
+            "written_at": wb.written_at.isoformat(),
+        }
+        if wb
+        else str(reading.write_back_status),
+        "meter_balance": pricing.format_money(meter.balance),
+        "in_transit": pricing.format_money(sum(s.credit for s in transit)),
+        "settled": str(visit.settled),
+        **Desk._learnt(visit),
+    }
+
+
+def personalise_if_needed(desk: Desk, channel: CardChannel, snapshot: CardSnapshot) -> CardSnapshot:
+    """Personalise the card unless a previous run finished that already; read it again."""
+    try:
+        personalise(channel, desk.keys)
+    except CardStateError:
+        if not snapshot.personalised:
+            raise
+    return read_snapshot(channel)

@@ -1,0 +1,159 @@
+"""What the next card write carries: parameters, tariff sets, purse.
+
+The rule of DESIGN.md 3 lives here: a purchase goes out under count N + 1
+only when a write-back has proved purchase N loaded; otherwise it is added to
+purchase N, whose amount the card already carries. Update flags ask the
+meter to take the parameter file and tariff sets only while the meter has not
+confirmed (through a write-back) the versions the books hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from cardcenter.cards.models import Card
+from cardcenter.core.errors import ConflictError, InvalidInputError
+from cardcenter.customers.models import Customer, Meter
+from cardcenter.tariffs import pricing
+from cardcenter.tariffs.models import TariffVersion
+from cardcenter.tariffs.services import next_version, tariff_of, version_at
+from cardlayout.card.operations import PurchaseWrite
+from cardlayout.files import CardType, FriendlyDays, Parameters, Purse, UpdateFlags
+
+
+@dataclass(frozen=True)
+class NextPurchase:
+    """Where new credit goes on this card: its count and the purse amount before it."""
+
+    count: int
+    carried: int
+    """Credit of the undelivered purchase the new one is added to (0 for a new count)."""
+
+    @property
+    def adds_to_pending(self) -> bool:
+        return self.carried > 0
+
+
+def next_purchase(card: Card, meter: Meter, shown_count: int = 0) -> NextPurchase:
+    """Count N + 1 if the meter proved loading N, else add to N (DESIGN.md 3).
+
+    ``shown_count`` is the purchase count of the verified write-back on the
+    card in the reader: proof by itself, whatever the books made of it.
+    """
+    loaded = max(meter.loaded_count, shown_count)
+    if card.purchase_count == 0 or loaded >= card.purchase_count:
+        return NextPurchase(card.purchase_count + 1, 0)
+    if card.generation > 1 and not card.registered:
+        # The lost card carries the same purchase count: whichever card reaches
+        # the meter first loads it, and the other then loads nothing. Money
+        # added now could land on the card that loads nothing.
+        raise ConflictError(
+            f"card {card.serial} is a replacement that has not been in the meter yet, and "
+            f"purchase {card.purchase_count} it carries is not confirmed: insert the card into "
+            "the meter once, then buy"
+        )
+    return NextPurchase(card.purchase_count, card.purse_amount)
+
+
+def card_type_for(card: Card) -> CardType:
+    """Opening or replacement until the meter has registered the card, then purchase."""
+    return CardType.PURCHASE if card.registered else CardType(card.write_type)
+
+
+@dataclass(frozen=True)
+class CardWrite:
+    """A purchase write and the versions it carries (recorded on the sale)."""
+
+    write: PurchaseWrite
+    version: TariffVersion
+    parameter_version: int
+
+
+def tariff_in_force(session: Session, customer: Customer, at: datetime) -> TariffVersion:
+    return version_at(session, tariff_of(session, customer), at)
+
+
+Tariffs = tuple[TariffVersion, TariffVersion | None]
+
+
+def tariffs_at(session: Session, customer: Customer, at: datetime) -> Tariffs:
+    """The customer's tariff version in force at ``at`` and the next scheduled one."""
+    tariff = tariff_of(session, customer)
+    return version_at(session, tariff, at), next_version(session, tariff, at)
+
+
+def build_write(
+    session: Session,
+    *,
+    customer: Customer,
+    meter: Meter,
+    card: Card,
+    count: int,
+    amount: int,
+    at: datetime,
+    card_type: CardType | None = None,
+    bind_meter: bool = False,
+    tariffs: Tariffs | None = None,
+) -> CardWrite:
+    """The files one write puts on the card, from the books as they are now.
+
+    ``tariffs`` (from :func:`tariffs_at`) saves looking the tariff up again.
+    """
+    current, scheduled = tariffs or tariffs_at(session, customer, at)
+    flags = UpdateFlags(0)
+    if customer.parameter_version != meter.parameter_version:
+        flags |= UpdateFlags.PARAMETERS
+    set1 = set2 = None
+    if current.id != meter.tariff_version_id:
+        flags |= UpdateFlags.CURRENT_TOU | UpdateFlags.CURRENT_TIER
+        set1 = pricing.to_tariff_set(current)
+    if scheduled is not None:
+        flags |= UpdateFlags.BACKUP_TOU | UpdateFlags.BACKUP_TIER
+        set2 = pricing.to_tariff_set(scheduled, switch_time=scheduled.active_from)
+    params = Parameters(
+        user_type=pricing.user_type(current.kind),
+        card_type=card_type or card_type_for(card),
+        meter_no=meter.meter_no,
+        customer_no=customer.customer_no,
+        update_flags=flags,
+        parameter_version=customer.parameter_version % 256,
+        tariff_switch_time=scheduled.active_from if scheduled is not None else None,
+        alarm1=customer.alarm1,
+        alarm2=customer.alarm2,
+        ct_ratio=meter.ct_ratio,
+        pt_ratio=meter.pt_ratio,
+        overdraft_limit=customer.overdraft_limit,
+        hoarding_limit=customer.hoarding_limit,
+        close_allow_threshold=customer.close_allow_threshold,
+        load_limit=customer.load_limit,
+        friendly_start_hour=customer.friendly_start_hour,
+        friendly_end_hour=customer.friendly_end_hour,
+        friendly_days=FriendlyDays(customer.friendly_days),
+    )
+    write = PurchaseWrite(
+        parameters=params,
+        purse=Purse(amount=amount, purchase_count=count),
+        tariff_set_1=set1,
+        tariff_set_2=set2,
+        clear_write_back=True,
+        bind_meter=bind_meter,
+    )
+    return CardWrite(write, current, customer.parameter_version)
+
+
+def check_hoarding(customer: Customer, meter: Meter, in_transit: int, credit: int) -> None:
+    """Refuse a sale the meter would refuse for passing its hoarding limit."""
+    limit = customer.hoarding_limit
+    if limit is None:
+        return
+    room = limit - meter.balance - in_transit
+    if credit > room:
+        raise InvalidInputError(
+            "amount",
+            f"a credit of {pricing.format_money(credit)} would pass the hoarding limit of "
+            f"{pricing.format_money(limit)}: at most {pricing.format_money(max(room, 0))} "
+            "of credit can be bought now",
+        )

@@ -1,0 +1,372 @@
+"""The books' side of every card write: record it pending, then confirm or cancel.
+
+A card write is announced in the database (``Card.pending_*`` and, for a
+sale, a pending :class:`Sale`) and committed before its first byte reaches
+the card. Whatever happens next (a pulled card, a crash, a power cut at the
+desk) the next reading of the card shows either the old purse or the new one
+(the purse is written last and read back; a torn purse shows neither), and
+:func:`settle_pending` confirms, cancels or asks for the write again. Money
+moves in the journal only on confirmation, so a sale that never reached the
+card never took money into the books.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from cardcenter.cards.models import Card, CardStatus
+from cardcenter.cards.reading import CardReading
+from cardcenter.core.errors import CardRefusedError, ConflictError
+from cardcenter.customers.models import Customer, Meter
+from cardcenter.reconciliation.models import WriteBackSource
+from cardcenter.reconciliation.services import (
+    ReconcileResult,
+    ReconcileSettings,
+    reconcile_write_back,
+)
+from cardcenter.sales import ledger
+from cardcenter.sales.models import Sale, SaleKind, SaleStatus
+from cardcenter.tariffs.models import TariffVersion
+from cardcenter.tariffs.pricing import format_money
+
+
+class PendingAction(StrEnum):
+    SALE = "sale"
+    ISSUE = "issue"
+    REVERSAL = "reversal"
+
+
+class Settled(StrEnum):
+    """What the card showed about the write that was in flight."""
+
+    NONE = "none"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+    IN_FLIGHT = "in_flight"
+    REDO = "redo"
+
+
+@dataclass
+class Visit:
+    """A user card identified against the books, its write-back learnt."""
+
+    card: Card
+    customer: Customer
+    meter: Meter
+    reconciled: ReconcileResult | None = None
+    settled: Settled = Settled.NONE
+    notes: list[str] = field(default_factory=list)
+    tariffs: tuple[TariffVersion, TariffVersion | None] | None = None
+    """The tariff version in force and the next scheduled one (looked up once)."""
+
+
+def load_card(session: Session, reading: CardReading, *, issuing_ok: bool = False) -> Card:
+    """The card row of the card in the reader, refusing lost, closed and unknown cards."""
+    return identify(session, reading, issuing_ok=issuing_ok).card
+
+
+def check_usable(card: Card | None, reading: CardReading, *, issuing_ok: bool) -> Card:
+    """Refuse an unknown, lost, replaced, closed or half-issued card, with the reason."""
+    if card is None:
+        raise CardRefusedError(
+            f"card {reading.serial} is not registered at this centre: it is from another "
+            "system or forged"
+        )
+    if card.status in (CardStatus.LOST, CardStatus.REPLACED, CardStatus.CLOSED):
+        when = card.status_changed_at.date().isoformat() if card.status_changed_at else "?"
+        raise CardRefusedError(
+            f"card {card.serial} was {card.status.value} on {when}"
+            f"{': ' + card.status_reason if card.status_reason else ''}; it cannot be used "
+            "any more: keep it"
+        )
+    if card.status is CardStatus.ISSUING and not issuing_ok:
+        raise CardRefusedError(
+            f"card {card.serial} was being issued when it was pulled: finish the issue "
+            "(repeat `card issue` or `card replace`) or run `sale recover`"
+        )
+    return card
+
+
+def identify(session: Session, reading: CardReading, *, issuing_ok: bool = False) -> Visit:
+    """Match the card with its customer and meter (one query), or refuse it with the reason."""
+    if reading.blank:
+        raise CardRefusedError(f"card {reading.serial} is blank: issue it to a customer first")
+    row = session.execute(
+        select(Card, Customer, Meter)
+        .join(Customer, Customer.id == Card.customer_id)
+        .join(Meter, Meter.id == Card.meter_id)
+        .where(Card.serial == reading.serial)
+    ).one_or_none()
+    card = check_usable(row[0] if row else None, reading, issuing_ok=issuing_ok)
+    assert row is not None
+    customer, meter = row[1], row[2]
+    params = reading.parameters
+    named = (params.meter_no, params.customer_no) if params is not None else None
+    # (a card with a write in flight may still name the meter it is leaving)
+    books = (meter.meter_no, customer.customer_no)
+    if named is not None and named != books and card.pending_action is None:
+        raise CardRefusedError(
+            f"card {card.serial} names meter {named[0]} and customer {named[1]}, but the "
+            f"books have meter {meter.meter_no} and customer {customer.customer_no}: it "
+            "is a forged or foreign card"
+        )
+    return Visit(card, customer, meter)
+
+
+def learn(
+    session: Session,
+    visit: Visit,
+    reading: CardReading,
+    *,
+    source: WriteBackSource,
+    operator_id: int | None,
+    settings: ReconcileSettings,
+) -> None:
+    """Reconcile the write-back on the card (once; a second reading is a duplicate)."""
+    wb = reading.write_back
+    if wb is None:
+        return
+    if wb.meter_no != visit.meter.meter_no:
+        raise CardRefusedError(
+            f"card {visit.card.serial} carries a write-back of meter {wb.meter_no}, "
+            f"not of its meter {visit.meter.meter_no}"
+        )
+    visit.reconciled = reconcile_write_back(
+        session,
+        meter=visit.meter,
+        card_serial=visit.card.serial,
+        write_back=wb,
+        history=reading.history,
+        raw_write_back=reading.raw_write_back,
+        raw_history=reading.raw_history,
+        source=source,
+        card=visit.card,
+        operator_id=operator_id,
+        settings=settings,
+    )
+
+
+def purse_shows(reading: CardReading, count: int | None, amount: int | None) -> bool:
+    purse = reading.purse
+    return purse is not None and (purse.purchase_count, purse.amount) == (count, amount)
+
+
+def settle_pending(
+    session: Session, visit: Visit, reading: CardReading, *, at: datetime, cancel: bool = False
+) -> Settled:
+    """Resolve the write that was in flight on this card, from what the card shows.
+
+    New purse on the card: the write happened, confirm it (always safe: the
+    card proves it). Old purse: the write has not reached the card; with
+    ``cancel`` (``sale recover``, which has just read the card itself) it is
+    cancelled and a pending sale becomes void (no money had moved); without,
+    it is reported ``IN_FLIGHT``, because the reading in hand may be older
+    than a write another desk is making right now. Torn purse: the write must
+    be done again (``REDO``).
+    """
+    card = visit.card
+    if card.pending_action is None:
+        return Settled.NONE
+    if purse_shows(reading, card.pending_count, card.pending_amount):
+        confirm_write(session, visit, at=at)
+        visit.settled = Settled.CONFIRMED
+    elif card.status is not CardStatus.ISSUING and purse_shows(
+        reading, card.purchase_count, card.purse_amount
+    ):
+        if cancel:
+            cancel_write(session, card)
+            visit.settled = Settled.CANCELLED
+        else:
+            visit.settled = Settled.IN_FLIGHT
+    else:
+        visit.settled = Settled.REDO
+    return visit.settled
+
+
+def unsettled_error(visit: Visit) -> ConflictError:
+    """The card has a write in flight or cut short: what the operator does about it."""
+    card = visit.card
+    what = f"sale {card.pending_sale_id}" if card.pending_sale_id else f"a {card.pending_action}"
+    return ConflictError(
+        f"card {card.serial} has {what} being written or cut short: repeat that request, or "
+        "run `cardcenter sale recover` with the card in the reader; nothing else was written"
+    )
+
+
+def start_write(
+    session: Session,
+    card: Card,
+    reading: CardReading,
+    *,
+    action: PendingAction,
+    count: int,
+    amount: int,
+    sale: Sale | None = None,
+) -> None:
+    """Announce a purse write, atomically, if the card is still what the books last wrote.
+
+    The conditional UPDATE is the lock: of two operators holding the same
+    (stale) card, or two desks racing on one account, exactly one matches the
+    row; the other gets a :class:`ConflictError` and writes nothing.
+    """
+    if card.status is not CardStatus.ISSUING and not purse_shows(
+        reading, card.purchase_count, card.purse_amount
+    ):
+        shown = (
+            f"count {reading.purse.purchase_count}, amount {format_money(reading.purse.amount)}"
+            if reading.purse is not None
+            else "a purse that cannot be read"
+        )
+        raise ConflictError(
+            f"card {card.serial} shows {shown}, but the books last wrote count "
+            f"{card.purchase_count}, amount {format_money(card.purse_amount)}: it is a stale "
+            "copy or another desk just wrote it; nothing was written"
+        )
+    result = session.execute(
+        update(Card)
+        .where(
+            Card.id == card.id,
+            Card.pending_action.is_(None),
+            Card.purchase_count == card.purchase_count,
+            Card.purse_amount == card.purse_amount,
+        )
+        .values(
+            pending_action=action.value,
+            pending_count=count,
+            pending_amount=amount,
+            pending_sale_id=sale.id if sale is not None else None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConflictError(
+            f"another desk is writing card {card.serial} right now; nothing was written"
+        )
+    # the row now holds these; set them on the loaded object without a re-read
+    for name, value in (
+        ("pending_action", action.value),
+        ("pending_count", count),
+        ("pending_amount", amount),
+        ("pending_sale_id", sale.id if sale is not None else None),
+    ):
+        set_committed_value(card, name, value)
+
+
+def confirm_write(session: Session, visit: Visit, *, at: datetime) -> None:
+    """The card holds the announced purse: make it the books' truth and move the money."""
+    card = visit.card
+    action = PendingAction(card.pending_action) if card.pending_action else None
+    sale = session.get(Sale, card.pending_sale_id) if card.pending_sale_id else None
+    assert card.pending_count is not None and card.pending_amount is not None
+    card.purchase_count, card.purse_amount = card.pending_count, card.pending_amount
+    card.pending_action = card.pending_sale_id = None
+    card.pending_count = card.pending_amount = None
+    if card.status is CardStatus.ISSUING:
+        card.status = CardStatus.ACTIVE
+        card.status_changed_at = at
+    if sale is not None and action is PendingAction.REVERSAL:
+        reverse_in_books(session, visit, sale, at=at)
+    elif sale is not None and sale.status is SaleStatus.PENDING:
+        take_payment(session, visit, sale, at=at)
+    # carried sales of a replacement card travel on, still in transit
+    session.flush()
+
+
+def cancel_write(session: Session, card: Card) -> None:
+    """The card still holds the old purse: the announced write never happened."""
+    sale = session.get(Sale, card.pending_sale_id) if card.pending_sale_id else None
+    if sale is not None and card.pending_action == PendingAction.SALE:
+        sale.status = SaleStatus.VOID
+        sale.note = "never reached the card"
+    card.pending_action = card.pending_sale_id = None
+    card.pending_count = card.pending_amount = None
+    session.flush()
+
+
+def take_payment(session: Session, visit: Visit, sale: Sale, *, at: datetime) -> None:
+    """A sale is on the card: the money is taken and its credit is in transit."""
+    sale.status = SaleStatus.WRITTEN
+    sale.written_at = at
+    links: dict[str, int | None] = {
+        "customer_id": sale.customer_id,
+        "sale_id": sale.id,
+        "operator_id": sale.operator_id,
+    }
+    if sale.kind is SaleKind.CARRY_OVER:
+        # a meter swap: the old meter's credit travels to the new one on the card
+        meter = ledger.meter(sale.customer_id)
+        ledger.post(
+            session, meter, ledger.transit(sale.customer_id), sale.credit, "carry-over", **links
+        )
+        return
+    source = ledger.till(sale.site)
+    ledger.post(session, source, ledger.transit(sale.customer_id), sale.credit, "credit", **links)
+    ledger.post(session, source, ledger.TAX, sale.tax, "tax", **links)
+    ledger.post(session, source, ledger.FIXED, sale.fixed_charge, "fixed charge", **links)
+    months = sale.breakdown.get("months") or []
+    if months:
+        visit.customer.fixed_paid_through = max(months)
+
+
+def reverse_in_books(session: Session, visit: Visit, sale: Sale, *, at: datetime) -> None:
+    """A reversal is on the card: the sale's money goes back to the till."""
+    sale.status = SaleStatus.REVERSED
+    sale.reversed_at = at
+    links: dict[str, int | None] = {
+        "customer_id": sale.customer_id,
+        "sale_id": sale.id,
+        "operator_id": sale.reversed_by,
+    }
+    till = ledger.till(sale.site)
+    ledger.post(session, ledger.transit(sale.customer_id), till, sale.credit, "reversal", **links)
+    ledger.post(session, ledger.TAX, till, sale.tax, "reversal: tax", **links)
+    ledger.post(session, ledger.FIXED, till, sale.fixed_charge, "reversal: fixed charge", **links)
+    previous = sale.breakdown.get("paid_through_before")
+    months = sale.breakdown.get("months") or []
+    if months and visit.customer.fixed_paid_through == max(months):
+        visit.customer.fixed_paid_through = previous
+
+
+def in_transit(session: Session, meter: Meter) -> list[Sale]:
+    """Sales on their way to ``meter``: written to a card, not yet proven loaded."""
+    return list(
+        session.scalars(
+            select(Sale)
+            .where(Sale.meter_id == meter.id, Sale.status == SaleStatus.WRITTEN)
+            .order_by(Sale.id)
+        )
+    )
+
+
+def sale_result(sale: Sale, visit: Visit | None = None, **extra: Any) -> dict[str, Any]:
+    """A sale as the command line and the API report it (money as decimal strings)."""
+    result: dict[str, Any] = {
+        "sale": sale.id,
+        "request_id": sale.request_id,
+        "kind": sale.kind.value if hasattr(sale.kind, "value") else str(sale.kind),
+        "status": str(sale.status),
+        "purchase_count": sale.purchase_count,
+        "tendered": format_money(sale.tendered),
+        "fixed_charge": format_money(sale.fixed_charge),
+        "tax": format_money(sale.tax),
+        "credit": format_money(sale.credit),
+        "card_amount": format_money(sale.card_amount),
+        "added_to_pending": sale.card_amount != sale.credit,
+        "created_at": sale.created_at.isoformat(),
+        "breakdown": sale.breakdown,
+    }
+    if visit is not None:
+        result.update(
+            customer_no=visit.customer.customer_no,
+            meter_no=visit.meter.meter_no,
+            card_serial=visit.card.serial,
+        )
+    result.update(extra)
+    return result

@@ -1,0 +1,160 @@
+"""Selling to a card: the purchase-count rule, reconciliation, idempotency, reversal."""
+
+from __future__ import annotations
+
+import pytest
+from centre_support import Database
+from centre_world import World, connect
+
+from cardcenter.core.errors import CardRefusedError, ConflictError, InvalidInputError
+from cardcenter.sales.models import SaleStatus
+from cardlayout.files import InsertionResult
+from cardlayout.security.diversify import CardKeys
+
+
+@pytest.fixture
+def world(db: Database, keys: CardKeys) -> World:
+    return World(db, keys)
+
+
+def test_opening_card_with_first_purchase_is_loaded_by_the_meter(world: World) -> None:
+    card = world.blank()
+    result = world.issue(card, 10000)
+    assert result["status"] == "written" and result["purchase_count"] == 1
+    assert result["credit"] == "100.00"
+    world.check_conservation()
+    outcome = world.meter.insert(card)
+    assert outcome.result is InsertionResult.LOADED and world.meter.state.remaining == 10000
+    world.check_conservation()
+
+
+def test_purchase_reconciles_the_write_back_and_goes_to_the_next_count(world: World) -> None:
+    card = world.blank()
+    world.issue(card, 10000)
+    world.meter.insert(card)
+    world.use(14)
+    world.meter.insert(card)
+    world.check_conservation()
+    result = world.sell(card, 5000)
+    assert result["purchase_count"] == 2 and not result["added_to_pending"]
+    rec = result["reconciliation"]
+    assert rec is not None and rec["delivered"] == "100.00"
+    assert rec["consumed"] == f"{world.meter.state.cumulative_used / 100:.2f}"
+    assert world.sales()[0].status is SaleStatus.DELIVERED
+    world.check_conservation()
+    assert world.meter.insert(card).result is InsertionResult.LOADED
+    world.check_conservation()
+
+
+def test_a_purchase_that_never_reached_the_meter_is_added_to(world: World) -> None:
+    card = world.blank()
+    world.issue(card, 10000)
+    world.meter.insert(card)
+    world.sell(card, 3000)  # count 2, not taken to the meter
+    world.check_conservation()
+    result = world.sell(card, 2000)
+    assert result["purchase_count"] == 2 and result["added_to_pending"]
+    assert result["card_amount"] == "50.00"
+    world.check_conservation()
+    outcome = world.meter.insert(card)
+    assert outcome.result is InsertionResult.LOADED and outcome.loaded == 5000
+    world.check_conservation()
+
+
+def test_a_repeated_request_id_returns_the_first_result(world: World) -> None:
+    card = world.blank()
+    world.issue(card, 10000)
+    first = world.sell(card, 3000, "till-7-0001")
+    again = world.sell(card, 3000, "till-7-0001")
+    assert again["sale"] == first["sale"] and again["replayed"]
+    assert len(world.sales()) == 2
+    world.check_conservation()
+
+
+def test_quote_changes_nothing(world: World) -> None:
+    card = world.blank()
+    world.issue(card, 10000)
+    world.meter.insert(card)
+    world.use(7)
+    world.meter.insert(card)
+    before = world.sales()
+    quote = world.desk.quote(connect(card), 4000)
+    assert quote["status"] == "quote" and quote["credit"] == "40.00"
+    assert [(s.id, s.status) for s in world.sales()] == [(s.id, s.status) for s in before]
+    result = world.sell(card, 4000)
+    assert result["reconciliation"] is not None  # the quote did not swallow the write-back
+
+
+def test_amount_must_be_positive(world: World) -> None:
+    card = world.blank()
+    world.issue(card, 10000)
+    with pytest.raises(InvalidInputError, match="amount"):
+        world.sell(card, 0)
+
+
+def test_a_stale_copy_of_a_card_is_refused(world: World) -> None:
+    card = world.blank()
+    world.issue(card, 10000)
+    import copy
+
+    stale = copy.deepcopy(card)
+    world.sell(card, 1000)
+    with pytest.raises(ConflictError, match="stale"):
+        world.sell(stale, 1000)
+    world.check_conservation()
+
+
+def test_hoarding_limit_refuses_a_sale_the_meter_would_refuse(db: Database, keys: CardKeys) -> None:
+    world = World(db, keys, hoarding_limit=15000)
+    card = world.blank()
+    world.issue(card, 10000)
+    with pytest.raises(InvalidInputError, match="hoarding limit"):
+        world.sell(card, 6000)
+    world.sell(card, 5000)
+
+
+def test_reverse_a_sale_that_has_not_reached_the_meter(world: World) -> None:
+    card = world.blank()
+    world.issue(card, 10000)
+    world.meter.insert(card)
+    sale = world.sell(card, 3000)
+    result = world.desk.reverse(connect(card), sale["sale"], "customer changed mind")
+    assert result["status"] == "reversed"
+    world.check_conservation()
+    outcome = world.meter.insert(card)
+    assert outcome.loaded == 0
+    world.check_conservation()
+
+
+def test_a_sale_that_reached_the_meter_cannot_be_reversed(world: World) -> None:
+    card = world.blank()
+    world.issue(card, 10000)
+    world.meter.insert(card)
+    sale = world.sell(card, 3000)
+    world.meter.insert(card)
+    with pytest.raises(ConflictError, match="reached the meter"):
+        world.desk.reverse(connect(card), sale["sale"])
+    world.check_conservation()
+
+
+def test_replacement_card_carries_credit_the_lost_card_never_delivered(world: World) -> None:
+    lost = world.blank()
+    world.issue(lost, 10000)
+    world.meter.insert(lost)
+    world.use(7)
+    world.meter.insert(lost)
+    world.sell(lost, 3000)  # count 2 on the lost card only
+    world.check_conservation()
+    new = world.blank()
+    result = world.replace(new)
+    assert result["purchase_count"] == 2 and result["carried"] == "30.00"
+    world.check_conservation()
+    outcome = world.meter.insert(new)
+    assert outcome.result is InsertionResult.LOADED and outcome.loaded == 3000
+    world.check_conservation()
+    refused = world.meter.insert(lost)
+    assert not refused.accepted
+    with pytest.raises(CardRefusedError, match="lost"):
+        world.sell(lost, 1000)
+    world.sell(new, 1000)
+    world.check_conservation()
