@@ -14,7 +14,7 @@ the meter and the old card is refused from then on (DESIGN.md 3).
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -27,10 +27,11 @@ from cardcenter.customers.models import Customer, Meter, MeterKind
 from cardcenter.customers.services import active_meter, ensure_active, find_customer
 from cardcenter.operators.models import Role
 from cardcenter.sales import planning
-from cardcenter.sales.desk import Desk, check_request_id, personalise_if_needed
+from cardcenter.sales.desk import Desk, check_request_id, new_sale, personalise_if_needed
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
-from cardcenter.sales.services import PendingAction, sale_result
+from cardcenter.sales.services import PendingAction, Visit, sale_result
 from cardcenter.tariffs import pricing
+from cardlayout.card.operations import PurchaseWrite
 from cardlayout.card.snapshot import CardSnapshot, read_snapshot
 from cardlayout.files import CardType
 from cardlayout.transport.channel import CardChannel
@@ -126,8 +127,15 @@ def issue_card(
             )
             session.add(card)
             session.flush()
-            sale = _opening_sale(
-                session, desk, card, customer, meter.id, operator.id, tendered, request_id, at
+            sale = new_sale(
+                session,
+                Visit(card, customer, meter),
+                operator,
+                tendered or 0,
+                request_id,
+                at,
+                site=desk.site,
+                kind=SaleKind.OPENING,
             )
             card.pending_action = PendingAction.ISSUE.value
             card.pending_count, card.pending_amount = 1, sale.card_amount
@@ -144,62 +152,16 @@ def issue_card(
             bind_meter=True,
         ).write
         card_id, sale_id = card.id, card.pending_sale_id
-    desk.checkpoint("pending")
-    snapshot = personalise_if_needed(desk, channel, snapshot)
-    desk.checkpoint("personalised")
-    desk._write(channel, snapshot, write, sale_id, request_id)
-    desk.checkpoint("written")
-    with transaction(desk.sessions) as session:
-        visit = desk._confirm(session, card_id, write)
-        sale = session.get_one(Sale, sale_id)
-        return sale_result(sale, visit)
-
-
-def _opening_sale(
-    session: Session,
-    desk: Desk,
-    card: Card,
-    customer: Customer,
-    meter_id: int,
-    operator_id: int,
-    tendered: int | None,
-    request_id: str,
-    at: datetime,
-) -> Sale:
-    """The opening card's purchase 1 (with or without credit), recorded pending."""
-    version = planning.tariff_in_force(session, customer, at)
-    if tendered:
-        months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
-        quote = pricing.quote(version, tendered, months)
-        breakdown = quote.as_dict()
-        fixed, tax, credit = quote.fixed_charge, quote.tax, quote.credit
-    else:
-        breakdown, fixed, tax, credit = {}, 0, 0, 0
-    breakdown["paid_through_before"] = customer.fixed_paid_through
-    breakdown["tariff"] = f"{version.tariff.name} v{version.version}"
-    planning.check_hoarding(customer, session.get_one(Meter, meter_id), 0, credit)
-    sale = Sale(
-        request_id=request_id,
-        kind=SaleKind.OPENING,
-        customer_id=customer.id,
-        meter_id=meter_id,
-        card_id=card.id,
-        operator_id=operator_id,
-        site=desk.site,
-        tariff_version_id=version.id,
-        purchase_count=1,
-        tendered=tendered or 0,
-        fixed_charge=fixed,
-        tax=tax,
-        credit=credit,
-        card_amount=credit,
-        parameter_version=customer.parameter_version,
-        breakdown=breakdown,
-        created_at=at,
+    return _write_new_card(
+        desk,
+        channel,
+        snapshot,
+        write,
+        card_id,
+        sale_id,
+        request_id,
+        lambda session, visit: sale_result(session.get_one(Sale, sale_id), visit),
     )
-    session.add(sale)
-    session.flush()
-    return sale
 
 
 def replace_card(
@@ -244,22 +206,43 @@ def replace_card(
             bind_meter=True,
         ).write
         card_id, sale_id = card.id, card.pending_sale_id
+    return _write_new_card(
+        desk, channel, snapshot, write, card_id, sale_id, None, _replacement_result
+    )
+
+
+def _replacement_result(session: Session, visit: Visit) -> dict[str, Any]:
+    return {
+        "card_serial": visit.card.serial,
+        "generation": visit.card.generation,
+        "customer_no": visit.customer.customer_no,
+        "meter_no": visit.meter.meter_no,
+        "card_type": CardType(visit.card.write_type).name.lower(),
+        "purchase_count": visit.card.purchase_count,
+        "carried": pricing.format_money(visit.card.purse_amount),
+    }
+
+
+def _write_new_card(
+    desk: Desk,
+    channel: CardChannel,
+    snapshot: CardSnapshot,
+    write: PurchaseWrite,
+    card_id: int,
+    sale_id: int | None,
+    request_id: str | None,
+    describe: Callable[[Session, Visit], dict[str, Any]],
+) -> dict[str, Any]:
+    """Steps 2 and 3 for a card being issued: personalise, write, confirm."""
     desk.checkpoint("pending")
     snapshot = personalise_if_needed(desk, channel, snapshot)
     desk.checkpoint("personalised")
-    desk._write(channel, snapshot, write, sale_id, None)
+    desk._write(channel, snapshot, write, sale_id, request_id)
     desk.checkpoint("written")
     with transaction(desk.sessions) as session:
         visit = desk._confirm(session, card_id, write)
-        return {
-            "card_serial": visit.card.serial,
-            "generation": visit.card.generation,
-            "customer_no": visit.customer.customer_no,
-            "meter_no": visit.meter.meter_no,
-            "card_type": CardType(visit.card.write_type).name.lower(),
-            "purchase_count": visit.card.purchase_count,
-            "carried": pricing.format_money(visit.card.purse_amount),
-        }
+        result: dict[str, Any] = describe(session, visit)
+        return result
 
 
 def _replacement_of(

@@ -211,14 +211,7 @@ class Desk:
         settled = settle_pending(session, visit, reading, at=at)
         if settled in (Settled.REDO, Settled.IN_FLIGHT):
             raise unsettled_error(visit)
-        learn(
-            session,
-            visit,
-            reading,
-            source=WriteBackSource.SALE,
-            operator_id=operator.id,
-            settings=self.settings,
-        )
+        self.learn(session, visit, reading, operator, WriteBackSource.SALE)
         sale = new_sale(
             session,
             visit,
@@ -251,14 +244,7 @@ class Desk:
                 visit = identify(session, reading)
                 operator = self.operator_row(session)
                 settle_pending(session, visit, reading, at=at)
-                learn(
-                    session,
-                    visit,
-                    reading,
-                    source=WriteBackSource.READ,
-                    operator_id=operator.id,
-                    settings=self.settings,
-                )
+                self.learn(session, visit, reading, operator, WriteBackSource.READ)
                 sale = new_sale(
                     session,
                     visit,
@@ -286,14 +272,7 @@ class Desk:
             operator = self.operator_row(session)
             settled = settle_pending(session, visit, reading, at=at)
             if settled not in (Settled.REDO, Settled.IN_FLIGHT):
-                learn(
-                    session,
-                    visit,
-                    reading,
-                    source=WriteBackSource.READ,
-                    operator_id=operator.id,
-                    settings=self.settings,
-                )
+                self.learn(session, visit, reading, operator, WriteBackSource.READ)
             return describe_visit(session, visit, reading)
 
     def recover(self, channel: CardChannel) -> dict[str, Any]:
@@ -363,14 +342,7 @@ class Desk:
                     f"the write-back on card {visit.card.serial} is torn: the meter may have "
                     f"started loading sale {sale_id}, so it cannot be reversed"
                 )
-            learn(
-                session,
-                visit,
-                reading,
-                source=WriteBackSource.SALE,
-                operator_id=operator.id,
-                settings=self.settings,
-            )
+            self.learn(session, visit, reading, operator, WriteBackSource.SALE)
             session.refresh(sale)
             if sale.status is SaleStatus.DELIVERED:
                 raise ConflictError(
@@ -421,6 +393,24 @@ class Desk:
             return sale_result(session.get_one(Sale, sale_id), visit)
 
     # -- shared steps --------------------------------------------------------------------
+
+    def learn(
+        self,
+        session: Session,
+        visit: Visit,
+        reading: CardReading,
+        operator: Operator,
+        source: WriteBackSource = WriteBackSource.SALE,
+    ) -> None:
+        """Reconcile the card's write-back under this desk's settings."""
+        learn(
+            session,
+            visit,
+            reading,
+            source=source,
+            operator_id=operator.id,
+            settings=self.settings,
+        )
 
     @contextmanager
     def _books(self) -> Iterator[Session]:
@@ -522,15 +512,25 @@ def new_sale(
     *,
     site: str,
     shown_count: int = 0,
+    kind: SaleKind = SaleKind.SALE,
 ) -> Sale:
-    """Price a sale by the tariff in force and record it as pending (not yet on the card)."""
+    """Price a sale by the tariff in force and record it as pending (not yet on the card).
+
+    ``tendered`` 0 is only for an opening card issued without credit: it
+    carries purchase 1 with nothing in it, and no charge is collected.
+    """
     customer, meter, card = visit.customer, visit.meter, visit.card
     nxt = planning.next_purchase(card, meter, shown_count)
     if visit.tariffs is None:
         visit.tariffs = planning.tariffs_at(session, customer, at)
     version = visit.tariffs[0]
-    months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
-    quote = pricing.quote(version, tendered, months)
+    if tendered == 0 and kind is SaleKind.OPENING:
+        quote = pricing.Quote(
+            tendered=0, fixed_charge=0, months=(), tax=0, credit=0, tax_rate=version.tax_rate
+        )
+    else:
+        months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
+        quote = pricing.quote(version, tendered, months)
     if customer.hoarding_limit is not None:
         transit = sum(s.credit for s in in_transit(session, meter))
         planning.check_hoarding(customer, meter, transit, quote.credit)
@@ -539,7 +539,7 @@ def new_sale(
     breakdown["tariff"] = f"{version.tariff.name} v{version.version}"
     sale = Sale(
         request_id=request_id,
-        kind=SaleKind.SALE,
+        kind=kind,
         customer_id=customer.id,
         meter_id=meter.id,
         card_id=card.id,

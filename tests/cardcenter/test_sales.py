@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+from pathlib import Path
+
 import pytest
-from centre_support import Database
+from centre_support import Database, make_keystore
 from centre_world import World, connect
 
+from cardcenter.cards.issuing import issue_card
+from cardcenter.cards.reading import read_card
+from cardcenter.core.db import transaction
 from cardcenter.core.errors import CardRefusedError, ConflictError, InvalidInputError
+from cardcenter.customers.services import open_account
 from cardcenter.sales.models import SaleStatus
-from cardlayout.files import InsertionResult
+from cardlayout.card.operations import personalise, write_tool_card
+from cardlayout.card.snapshot import read_snapshot
+from cardlayout.files import ANY_METER, PARAMETERS, WRITE_BACK, CardType, InsertionResult, Utility
 from cardlayout.security.diversify import CardKeys
 
 
@@ -95,8 +105,6 @@ def test_amount_must_be_positive(world: World) -> None:
 def test_a_stale_copy_of_a_card_is_refused(world: World) -> None:
     card = world.blank()
     world.issue(card, 10000)
-    import copy
-
     stale = copy.deepcopy(card)
     world.sell(card, 1000)
     with pytest.raises(ConflictError, match="stale"):
@@ -158,3 +166,49 @@ def test_replacement_card_carries_credit_the_lost_card_never_delivered(world: Wo
         world.sell(lost, 1000)
     world.sell(new, 1000)
     world.check_conservation()
+
+
+# -- forged, foreign and odd cards ------------------------------------------------------
+
+
+def test_a_card_of_another_system_is_refused(world: World, tmp_path: Path) -> None:
+    card = world.blank()
+    world.issue(card, 10000)
+    with (
+        make_keystore(tmp_path / "other.json") as store,
+        pytest.raises(CardRefusedError, match="forged or from another system"),
+    ):
+        read_card(connect(card), CardKeys(store))
+
+
+def test_a_write_back_copied_from_another_card_is_refused(world: World) -> None:
+    first, second = world.blank(), world.blank()
+    world.issue(first, 10000)
+    world.meter.insert(first)  # first now carries a genuine write-back
+    with transaction(world.db.sessions) as session:
+        other = open_account(session, name="Zhang San", meter_no="000099990000", category_id=1)
+        other_no = other.customer_no
+    issue_card(world.desk, connect(second), other_no, 5000)
+    genuine = first.image.dfs[Utility.ELECTRICITY.df].efs[WRITE_BACK.fid].data
+    second.image.dfs[Utility.ELECTRICITY.df].efs[WRITE_BACK.fid].data[:] = genuine
+    before = world.sales()
+    with pytest.raises(CardRefusedError, match="forged or was copied"):
+        world.sell(second, 1000)
+    assert [(s.id, s.status) for s in world.sales()] == [(s.id, s.status) for s in before]
+
+
+def test_a_tool_card_is_not_sold_to(world: World) -> None:
+    card = world.blank()
+    channel = connect(card)
+    personalise(channel, world.keys, card_type=CardType.READING)
+    params = dataclasses.replace(
+        PARAMETERS.examples[0].value, card_type=CardType.READING, meter_no=ANY_METER
+    )
+    write_tool_card(channel, world.keys, read_snapshot(channel), params)
+    with pytest.raises(CardRefusedError, match="tool card"):
+        world.sell(card, 1000)
+
+
+def test_a_blank_card_is_not_sold_to(world: World) -> None:
+    with pytest.raises(CardRefusedError, match="blank"):
+        world.sell(world.blank(), 1000)
