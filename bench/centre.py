@@ -73,7 +73,7 @@ def database(kind: str, work: Path) -> tuple[str, object]:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     admin.dispose()
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
     engine = make_engine(url)
     upgrade(engine)
     return url, engine

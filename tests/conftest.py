@@ -135,7 +135,7 @@ def migrated(
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:  # pragma: no cover - infrastructure
         pytest.fail(f"PostgreSQL at {PG_URL} cannot be used: {exc}", pytrace=False)
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
