@@ -16,9 +16,10 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from centre_support import Database
+from centre_support import Database, make_keystore
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -307,6 +308,20 @@ def test_importing_again_gives_duplicates_only(db: Database, keys: CardKeys, run
     assert table_count(db, JournalEntry) == entries
     assert table_count(db, WriteBackRecord) == n
     assert_books_match_the_fleet(db, run)
+
+
+def test_stored_bytes_are_known_without_their_macs_and_new_ones_are_checked(
+    db: Database, keys: CardKeys, run: Run, tmp_path: Path
+) -> None:
+    """A re-run skips what is stored before any MAC (cheap); a new record still needs them."""
+    half = METERS * DAYS // 2
+    import_records(db.sessions, keys, run.lines[:half])
+    with make_keystore(tmp_path / "another-utility.json") as store:
+        foreign = CardKeys(store)  # another utility's keys: none of the meters' MACs verify
+        summary = import_records(db.sessions, foreign, run.lines)
+    assert (summary.duplicates, summary.reconciled) == (half, 0)
+    assert [n for n, _ in summary.refused] == list(range(half + 1, METERS * DAYS + 1))
+    assert all("MAC does not verify" in reason for _, reason in summary.refused)
 
 
 def test_an_older_record_after_a_newer_batch_is_stale(
