@@ -37,7 +37,7 @@ from cardcenter.customers.models import Category, Customer, Meter
 from cardcenter.reconciliation.bulk import import_records
 from cardcenter.sales.desk import Desk, SaleStart
 from cardcenter.tariffs.models import Tariff, TariffKind, TariffVersion
-from cardlayout.card.operations import seal_meter_report
+from cardlayout.card.operations import seal_meter_report, verify_meter_report
 from cardlayout.card.snapshot import CardSnapshot, FileState, FileStatus
 from cardlayout.files import (
     HISTORY,
@@ -228,6 +228,18 @@ def records(keys: CardKeys, customers: int) -> tuple[list[str], float]:
     return lines, time.perf_counter() - begun
 
 
+def mac_checks(keys: CardKeys, lines: list[str]) -> float:
+    """Seconds to decode and check both MACs of every record (the import does the same)."""
+    begun = time.perf_counter()
+    for line in lines:
+        record = json.loads(line)
+        wb = WRITE_BACK.decode(bytes.fromhex(record["write_back"]))
+        history = HISTORY.decode(bytes.fromhex(record["history"]))
+        assert wb is not None
+        verify_meter_report(keys, bytes.fromhex(record["card_serial"]), wb, history)
+    return time.perf_counter() - begun
+
+
 def run(kind: str, args: argparse.Namespace, keys: CardKeys) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url, engine = database(kind, Path(tmp))
@@ -241,6 +253,8 @@ def run(kind: str, args: argparse.Namespace, keys: CardKeys) -> None:
             lines, sealing = records(keys, args.customers)
             print(f"{kind}: {len(lines):,} write-back records sealed in {sealing:.1f} s "
                   "(the meters' work, not the centre's)")  # fmt: skip
+            checking = mac_checks(keys, lines)
+            print(f"{kind}: decoding and MAC checks alone: {len(lines) / checking:,.0f} records/s")
             begun = time.perf_counter()
             done = [0]
 
@@ -260,7 +274,8 @@ def run(kind: str, args: argparse.Namespace, keys: CardKeys) -> None:
                 f"{kind}: bulk reconciliation of {summary.records:,} write-backs: "
                 f"{elapsed:.1f} s, {summary.records / elapsed:,.0f} write-backs/s "
                 f"(MAC checks included; {summary.reconciled:,} reconciled, "
-                f"{summary.findings:,} findings, {len(summary.refused)} refused)"
+                f"{summary.findings:,} findings, {len(summary.refused)} refused); "
+                f"without the MAC checks {summary.records / (elapsed - checking):,.0f}/s"
             )
         finally:
             engine.dispose()  # type: ignore[attr-defined]

@@ -319,11 +319,19 @@ def monthly_usages(history: History | None) -> list[tuple[str, int]]:
 
     ``monthly_usages[i]`` is the month ``latest_frozen_month`` minus ``i``
     (the meter freezes months it skipped as 0, docs/meter.md 4), primary
-    quantity in 0.01 units.
+    quantity in 0.01 units. The oldest months that are 0 are left out: the
+    card always carries twelve slots, and the ones before a new meter's
+    first use are no data, not months of no consumption (they would drag
+    the consumption statistics down).
     """
     if history is None or history.latest_frozen_month is None:
         return []
-    return list(zip(_months_back(history.latest_frozen_month), history.monthly_usages, strict=True))
+    months = list(
+        zip(_months_back(history.latest_frozen_month), history.monthly_usages, strict=True)
+    )
+    while months and months[-1][1] == 0:
+        months.pop()
+    return months
 
 
 def assess(
