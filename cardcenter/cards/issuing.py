@@ -76,6 +76,27 @@ def _abandon_other_issues(session: Session, customer: Customer, serial: str, des
         other.pending_action = None
 
 
+def _at_the_desk(
+    session: Session, desk: Desk, customer_ref: str | int, snapshot: CardSnapshot
+) -> tuple[Customer, Meter, Card | None, Card | None]:
+    """The account, its card meter, the card row to resume (None for a blank card)
+    and the customer's card in use (None if none).
+
+    A blank card starts a new issue: any other issue of this customer left
+    unfinished (another blank tried first) is abandoned.
+    """
+    customer = find_customer(session, customer_ref)
+    ensure_active(customer)
+    meter = active_meter(session, customer, MeterKind.CARD)
+    card = _card_in_reader(session, snapshot, customer)
+    if card is None:
+        _abandon_other_issues(session, customer, snapshot.serial.hex().upper(), desk)
+    in_use = session.scalar(
+        select(Card).where(Card.customer_id == customer.id, Card.status == CardStatus.ACTIVE)
+    )
+    return customer, meter, card, in_use
+
+
 def issue_card(
     desk: Desk,
     channel: CardChannel,
@@ -100,17 +121,8 @@ def issue_card(
         if existing is not None and existing.status is not SaleStatus.PENDING:
             return sale_result(existing, replayed=True)
         operator = desk.operator_row(session)
-        customer = find_customer(session, customer_ref)
-        ensure_active(customer)
-        meter = active_meter(session, customer, MeterKind.CARD)
-        card = _card_in_reader(session, snapshot, customer)
+        customer, meter, card, holder = _at_the_desk(session, desk, customer_ref, snapshot)
         if card is None:
-            _abandon_other_issues(session, customer, serial, desk)
-            holder = session.scalar(
-                select(Card).where(
-                    Card.customer_id == customer.id, Card.status == CardStatus.ACTIVE
-                )
-            )
             if holder is not None:
                 raise ConflictError(
                     f"customer {customer.customer_no} has card {holder.serial} already: use "
@@ -178,17 +190,8 @@ def replace_card(
     at = desk.clock()
     with transaction(desk.sessions) as session:
         desk.operator_row(session, Role.SUPERVISOR)
-        customer = find_customer(session, customer_ref)
-        ensure_active(customer)
-        meter = active_meter(session, customer, MeterKind.CARD)
-        card = _card_in_reader(session, snapshot, customer)
+        customer, meter, card, old = _at_the_desk(session, desk, customer_ref, snapshot)
         if card is None:
-            _abandon_other_issues(session, customer, serial, desk)
-            old = session.scalar(
-                select(Card).where(
-                    Card.customer_id == customer.id, Card.status == CardStatus.ACTIVE
-                )
-            )
             if old is None:
                 raise ConflictError(
                     f"customer {customer.customer_no} has no card in use: use `card issue`"
