@@ -27,7 +27,13 @@ from cardcenter.customers.models import Customer, Meter, MeterKind
 from cardcenter.customers.services import active_meter, ensure_active, find_customer
 from cardcenter.operators.models import Role
 from cardcenter.sales import planning
-from cardcenter.sales.desk import Desk, check_request_id, new_sale, personalise_if_needed
+from cardcenter.sales.desk import (
+    Desk,
+    check_request_id,
+    new_sale,
+    personalise_if_needed,
+    same_request,
+)
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.sales.services import PendingAction, Visit, sale_result
 from cardcenter.tariffs import pricing
@@ -118,6 +124,8 @@ def issue_card(
     at = desk.clock()
     with transaction(desk.sessions) as session:
         existing = session.scalar(select(Sale).where(Sale.request_id == request_id))
+        if existing is not None:
+            same_request(existing, tendered or 0)
         if existing is not None and existing.status is not SaleStatus.PENDING:
             return sale_result(existing, replayed=True)
         operator = desk.operator_row(session)

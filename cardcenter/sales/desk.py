@@ -141,6 +141,8 @@ class Desk:
         at = self.clock()
         with self._books() as session:
             existing = session.scalar(select(Sale).where(Sale.request_id == request_id))
+            if existing is not None:
+                same_request(existing, tendered)
             if existing is not None and existing.status is not SaleStatus.PENDING:
                 return sale_result(existing, replayed=True)
             visit = identify(session, reading)
@@ -181,11 +183,6 @@ class Desk:
         at: datetime,
     ) -> dict[str, Any] | None:
         """A pending sale asked for again: confirm it if the card has it, else write again."""
-        if sale.tendered != tendered:
-            raise ConflictError(
-                f"request {sale.request_id} was a sale of {pricing.format_money(sale.tendered)}, "
-                f"not {pricing.format_money(tendered)}: use a new request id for a new sale"
-            )
         if visit.card.pending_sale_id != sale.id:
             raise ConflictError(
                 f"request {sale.request_id} was sold to another card than {visit.card.serial}: "
@@ -490,6 +487,15 @@ class Desk:
                 "findings": [f.detail for f in rec.findings],
             }
         }
+
+
+def same_request(sale: Sale, tendered: int) -> None:
+    """A request id repeated with another amount is a mistake, not a retry."""
+    if sale.tendered != tendered:
+        raise ConflictError(
+            f"request {sale.request_id} was a sale of {pricing.format_money(sale.tendered)}, "
+            f"not {pricing.format_money(tendered)}: use a new request id for a new sale"
+        )
 
 
 def check_request_id(request_id: str | None) -> str:

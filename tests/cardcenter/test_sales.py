@@ -78,6 +78,9 @@ def test_a_repeated_request_id_returns_the_first_result(world: World) -> None:
     again = world.sell(card, 3000, "till-7-0001")
     assert again["sale"] == first["sale"] and again["replayed"]
     assert len(world.sales()) == 2
+    with pytest.raises(ConflictError, match=r"was a sale of 30\.00, not 40\.00"):
+        world.sell(card, 4000, "till-7-0001")
+    assert len(world.sales()) == 2
     world.check_conservation()
 
 
