@@ -50,6 +50,14 @@ class Reader:
         self.channel.connect()
         return self.channel
 
+    def put_back(self) -> None:
+        """The customer puts the pulled card back into the reader."""
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        assert self.bridge is not None and self.bridge.power_lost
+        self.bridge.insert()
+
     def close(self) -> None:
         if self.channel is not None:
             self.channel.close()
@@ -115,3 +123,27 @@ def test_issue_use_purchase_loss_replacement_purchase(
     assert world.meter.insert(new).loaded == 1000
     world.check_conservation()
     assert {s.status for s in world.sales()} == {SaleStatus.DELIVERED, SaleStatus.WRITTEN}
+
+
+def test_a_card_pulled_mid_sale_through_pcsc_is_finished_by_repeating_the_request(
+    db: Database, keys: CardKeys, reader: Reader
+) -> None:
+    """A sample of tears on the real path: pcscd reports the pulled card, nothing is lost."""
+    from cardcenter.core.errors import SaleInterruptedError
+
+    world = World(db, keys, connect=reader.connect)
+    card = world.blank()
+    world.issue(card, 10000)
+    world.meter.insert(card)
+    for n, tear_at in enumerate((3, 70, 140)):  # early, middle and late in the write
+        request = f"pcsc-tear-{n}"
+        card.arm_tear(tear_at)
+        with pytest.raises(SaleInterruptedError, match=request):
+            world.sell(card, 1000, request)
+        card.disarm_tear()
+        reader.put_back()
+        result = world.sell(card, 1000, request)
+        assert result["status"] == "written"
+        world.check_conservation()
+        assert world.meter.insert(card).loaded == 1000
+        world.check_conservation()
