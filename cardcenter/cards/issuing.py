@@ -130,6 +130,7 @@ def issue_card(
             return sale_result(existing, replayed=True)
         operator = desk.operator_row(session)
         customer, meter, card, holder = _at_the_desk(session, desk, customer_ref, snapshot)
+        tariffs = None  # a resumed issue looks them up for its write
         if card is None:
             if holder is not None:
                 raise ConflictError(
@@ -147,9 +148,10 @@ def issue_card(
             )
             session.add(card)
             session.flush()
+            visit = Visit(card, customer, meter)
             sale = new_sale(
                 session,
-                Visit(card, customer, meter),
+                visit,
                 operator,
                 tendered or 0,
                 request_id,
@@ -160,6 +162,7 @@ def issue_card(
             card.pending_action = PendingAction.ISSUE.value
             card.pending_count, card.pending_amount = 1, sale.card_amount
             card.pending_sale_id = sale.id
+            tariffs = visit.tariffs  # looked up by new_sale: not again
         write = planning.build_write(
             session,
             customer=customer,
@@ -170,7 +173,8 @@ def issue_card(
             at=at,
             card_type=CardType.OPENING,
             bind_meter=True,
-        ).write
+            tariffs=tariffs,
+        )
         card_id, sale_id = card.id, card.pending_sale_id
     return _write_new_card(
         desk,
@@ -215,7 +219,7 @@ def replace_card(
             at=at,
             card_type=CardType(card.write_type),
             bind_meter=True,
-        ).write
+        )
         card_id, sale_id = card.id, card.pending_sale_id
     return _write_new_card(
         desk, channel, snapshot, write, card_id, sale_id, None, _replacement_result

@@ -16,7 +16,6 @@ from cardlayout.card.snapshot import CardSnapshot, FileStatus, read_snapshot
 from cardlayout.errors import FormatError, SecurityError
 from cardlayout.files import (
     HISTORY,
-    PURSE,
     WRITE_BACK,
     History,
     Parameters,
@@ -118,9 +117,3 @@ def read_card(channel: CardChannel, keys: CardKeys) -> CardReading:
     return CardReading(
         snapshot, params, purse, write_back, snapshot.state(WRITE_BACK).status, history
     )
-
-
-def purse_problem(reading: CardReading) -> str:
-    """Why the purse cannot be used, in words."""
-    state = reading.snapshot.state(PURSE)
-    return state.problem or state.status.value

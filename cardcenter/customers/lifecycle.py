@@ -102,7 +102,8 @@ def swap_meter(
             sale.meter_id = new.id
             sale.purchase_count = 1
             sale.note = f"carried from meter {old.meter_no}"
-        version = planning.tariff_in_force(session, customer, at)
+        tariffs = planning.tariffs_at(session, customer, at)
+        version = tariffs[0]
         carry = Sale(
             request_id=request_id,
             kind=SaleKind.CARRY_OVER,
@@ -151,7 +152,8 @@ def swap_meter(
             at=at,
             card_type=CardType.OPENING,
             bind_meter=True,
-        ).write
+            tariffs=tariffs,
+        )
         card_id, sale_id = card.id, carry.id
     desk.checkpoint("pending")
     desk._write(channel, reading.snapshot, write, sale_id, None)

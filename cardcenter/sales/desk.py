@@ -163,7 +163,7 @@ class Desk:
                 amount=sale.card_amount,
                 at=at,
                 tariffs=visit.tariffs,
-            ).write
+            )
             return SaleStart(visit.card.id, sale.id, write, self._learnt(visit))
 
     def finish_sale(self, started: SaleStart) -> dict[str, Any]:
@@ -295,7 +295,7 @@ class Desk:
                 at=at,
                 card_type=CardType(card.write_type) if issuing else None,
                 bind_meter=issuing,
-            ).write
+            )
             card_id, sale_id = card.id, card.pending_sale_id
         snapshot = reading.snapshot
         if issuing:
@@ -380,7 +380,7 @@ class Desk:
                 count=card.purchase_count,
                 amount=amount,
                 at=at,
-            ).write
+            )
             card_id = card.id
         self.checkpoint("pending")
         self._write(channel, reading.snapshot, write, sale_id, None)

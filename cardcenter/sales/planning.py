@@ -63,19 +63,6 @@ def card_type_for(card: Card) -> CardType:
     return CardType.PURCHASE if card.registered else CardType(card.write_type)
 
 
-@dataclass(frozen=True)
-class CardWrite:
-    """A purchase write and the versions it carries (recorded on the sale)."""
-
-    write: PurchaseWrite
-    version: TariffVersion
-    parameter_version: int
-
-
-def tariff_in_force(session: Session, customer: Customer, at: datetime) -> TariffVersion:
-    return version_at(session, tariff_of(session, customer), at)
-
-
 Tariffs = tuple[TariffVersion, TariffVersion | None]
 
 
@@ -97,7 +84,7 @@ def build_write(
     card_type: CardType | None = None,
     bind_meter: bool = False,
     tariffs: Tariffs | None = None,
-) -> CardWrite:
+) -> PurchaseWrite:
     """The files one write puts on the card, from the books as they are now.
 
     ``tariffs`` (from :func:`tariffs_at`) saves looking the tariff up again.
@@ -133,7 +120,7 @@ def build_write(
         friendly_end_hour=customer.friendly_end_hour,
         friendly_days=FriendlyDays(customer.friendly_days),
     )
-    write = PurchaseWrite(
+    return PurchaseWrite(
         parameters=params,
         purse=Purse(amount=amount, purchase_count=count),
         tariff_set_1=set1,
@@ -141,7 +128,6 @@ def build_write(
         clear_write_back=True,
         bind_meter=bind_meter,
     )
-    return CardWrite(write, current, customer.parameter_version)
 
 
 def check_hoarding(customer: Customer, meter: Meter, in_transit: int, credit: int) -> None:

@@ -12,7 +12,7 @@ card never took money into the books.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -62,14 +62,8 @@ class Visit:
     meter: Meter
     reconciled: ReconcileResult | None = None
     settled: Settled = Settled.NONE
-    notes: list[str] = field(default_factory=list)
     tariffs: tuple[TariffVersion, TariffVersion | None] | None = None
     """The tariff version in force and the next scheduled one (looked up once)."""
-
-
-def load_card(session: Session, reading: CardReading, *, issuing_ok: bool = False) -> Card:
-    """The card row of the card in the reader, refusing lost, closed and unknown cards."""
-    return identify(session, reading, issuing_ok=issuing_ok).card
 
 
 def check_usable(card: Card | None, reading: CardReading, *, issuing_ok: bool) -> Card:
