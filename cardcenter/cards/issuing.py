@@ -158,6 +158,7 @@ def issue_card(
                 at,
                 site=desk.site,
                 kind=SaleKind.OPENING,
+                tariff_cache=desk.tariff_cache,
             )
             card.pending_action = PendingAction.ISSUE.value
             card.pending_count, card.pending_amount = 1, sale.card_amount

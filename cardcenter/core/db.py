@@ -122,12 +122,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
 def _sqlite_begin(connection: Any) -> None:
+    # The safety level can only change between transactions: set it for this one.
+    durable = connection.get_execution_options().get("durable", True)
+    if connection.info.get("durable", True) != durable:
+        connection.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        connection.info["durable"] = durable
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -137,9 +142,22 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
+def transaction(factory: sessionmaker[Session], *, durable: bool = True) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error.
+
+    A commit returns once the transaction is on disk (SQLite ``synchronous
+    = FULL`` in WAL mode, PostgreSQL's ``synchronous_commit``), so a power
+    cut after it loses nothing. ``durable=False`` is for a transaction
+    whose loss in a power cut a later one redoes from evidence held
+    elsewhere: the confirmation of a card write, which the card's own purse
+    proves at its next reading. It saves a disk flush (about 160 µs here);
+    the transaction is still atomic and survives a crash of the program.
+    """
     with factory() as session, session.begin():
+        if not durable:
+            connection = session.connection(execution_options={"durable": False})
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         yield session
 
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from cardcenter.cards.models import Card, CardStatus
 from cardcenter.cards.reading import CardReading, read_card
@@ -45,9 +45,11 @@ from cardcenter.reconciliation.services import ReconcileSettings
 from cardcenter.sales import planning
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.sales.services import (
+    SALES,
     PendingAction,
     Settled,
     Visit,
+    commit_purse,
     confirm_write,
     identify,
     in_transit,
@@ -56,6 +58,7 @@ from cardcenter.sales.services import (
     sale_result,
     settle_pending,
     start_write,
+    take_payment,
     unsettled_error,
 )
 from cardcenter.tariffs import pricing
@@ -72,6 +75,8 @@ from cardlayout.security.diversify import CardKeys
 from cardlayout.transport.channel import CardChannel
 
 MAX_REQUEST_ID = 64
+_SALE_OF_REQUEST = select(SALES.c.id).where(SALES.c.request_id == bindparam("request_id"))
+_INSERT_SALE = insert(SALES).returning(SALES.c.id)
 
 
 def _no_checkpoint(step: str) -> None:
@@ -83,9 +88,14 @@ class SaleStart:
     """A sale recorded pending: the card write to make, and what was learnt reading it."""
 
     card_id: int
-    sale_id: int
+    sale: Sale
     write: PurchaseWrite
     learnt: dict[str, Any]
+    """What the result reports besides the sale: the account and the reconciliation."""
+
+    @property
+    def sale_id(self) -> int:
+        return self.sale.id
 
 
 @dataclass
@@ -99,15 +109,21 @@ class Desk:
     settings: ReconcileSettings = field(default_factory=ReconcileSettings)
     clock: Callable[[], datetime] = utcnow
     checkpoint: Callable[[str], None] = _no_checkpoint
-    _operator_ids: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _operators: dict[str, Operator] = field(default_factory=dict, init=False, repr=False)
+    tariff_cache: planning.TariffCache = field(default_factory=dict, init=False, repr=False)
 
     def operator_row(self, session: Session, role: Role | None = None) -> Operator:
-        """The operator at the desk (looked up once per desk; created on a fresh install)."""
-        known = self._operator_ids.get(self.operator)
-        operator = session.get(Operator, known) if known else None
-        if operator is None:
+        """The operator at the desk (created on a fresh install).
+
+        Looked up once per desk: a desk lives for one command, or one request
+        of the web application, so a role changed meanwhile counts from the
+        next one. An operator created in a transaction that then rolled back
+        is looked up again.
+        """
+        operator = self._operators.get(self.operator)
+        if operator is None or inspect(operator).transient:
             operator = ensure_operator(session, self.operator, site=self.site)
-            self._operator_ids[self.operator] = operator.id
+            self._operators[self.operator] = operator
         if role is not None:
             require_role(operator, role)
         return operator
@@ -140,7 +156,8 @@ class Desk:
         """
         at = self.clock()
         with self._books() as session:
-            existing = session.scalar(select(Sale).where(Sale.request_id == request_id))
+            known = session.connection().scalar(_SALE_OF_REQUEST, {"request_id": request_id})
+            existing = session.get(Sale, known) if known is not None else None
             if existing is not None:
                 same_request(existing, tendered)
             if existing is not None and existing.status is not SaleStatus.PENDING:
@@ -162,16 +179,42 @@ class Desk:
                 count=sale.purchase_count,
                 amount=sale.card_amount,
                 at=at,
-                tariffs=visit.tariffs,
+                tariffs=visit.tariffs or self.tariffs_at(session, visit.customer, at),
             )
-            return SaleStart(visit.card.id, sale.id, write, self._learnt(visit))
+            learnt = {**who(visit), **self._learnt(visit)}
+            return SaleStart(visit.card.id, sale, write, learnt)
 
     def finish_sale(self, started: SaleStart) -> dict[str, Any]:
-        """Step 3 of a sale: the card holds the purchase; confirm it and take the money."""
-        with transaction(self.sessions) as session:
-            visit = self._confirm(session, started.card_id, started.write)
-            sale = session.get_one(Sale, started.sale_id)
-            return sale_result(sale, visit, **started.learnt)
+        """Step 3 of a sale: the card holds the purchase; confirm it and take the money.
+
+        Nothing is loaded: the card row is confirmed by a conditional UPDATE
+        (it must still announce exactly this write) and the sale recorded in
+        step 1 is carried in ``started``.
+        """
+        sale, purse = started.sale, started.write.purse
+        # Not waiting for the disk: were this lost in a power cut, the card's
+        # purse still proves the write, and its next reading confirms it.
+        with self._books(durable=False) as session:
+            confirmed = commit_purse(
+                session,
+                started.card_id,
+                action=PendingAction.SALE,
+                sale_id=sale.id,
+                count=purse.purchase_count,
+                amount=purse.amount,
+                at=self.clock(),
+            )
+            if confirmed is None:
+                raise ConflictError(
+                    f"card {started.learnt['card_serial']} was settled by another desk "
+                    f"meanwhile; repeat the request {sale.request_id} to see how it ended"
+                )
+            take_payment(session, sale, at=self.clock())
+            return sale_result(sale, **started.learnt)
+
+    def tariffs_at(self, session: Session, customer: Customer, at: datetime) -> planning.Tariffs:
+        """The customer's tariff in force and the next one, from this desk's cache of versions."""
+        return planning.tariffs_at(session, customer, at, self.tariff_cache)
 
     def _resume(
         self,
@@ -217,6 +260,7 @@ class Desk:
             request_id,
             at,
             site=self.site,
+            tariff_cache=self.tariff_cache,
             shown_count=reading.write_back.purchase_count if reading.write_back else 0,
         )
         start_write(
@@ -250,6 +294,7 @@ class Desk:
                     "quote",
                     at,
                     site=self.site,
+                    tariff_cache=self.tariff_cache,
                     shown_count=reading.write_back.purchase_count if reading.write_back else 0,
                 )
                 result = sale_result(sale, visit, trial=True, **self._learnt(visit))
@@ -410,10 +455,10 @@ class Desk:
         )
 
     @contextmanager
-    def _books(self) -> Iterator[Session]:
+    def _books(self, *, durable: bool = True) -> Iterator[Session]:
         """A transaction whose lost races (a unique key another desk took) are conflicts."""
         try:
-            with transaction(self.sessions) as session:
+            with transaction(self.sessions, durable=durable) as session:
                 yield session
         except IntegrityError as exc:
             raise ConflictError(
@@ -519,16 +564,19 @@ def new_sale(
     site: str,
     shown_count: int = 0,
     kind: SaleKind = SaleKind.SALE,
+    tariff_cache: planning.TariffCache | None = None,
 ) -> Sale:
     """Price a sale by the tariff in force and record it as pending (not yet on the card).
 
     ``tendered`` 0 is only for an opening card issued without credit: it
     carries purchase 1 with nothing in it, and no charge is collected.
+    The row is inserted directly and the returned sale attached to
+    ``session`` as loaded, so later changes to it are flushed as usual.
     """
     customer, meter, card = visit.customer, visit.meter, visit.card
     nxt = planning.next_purchase(card, meter, shown_count)
     if visit.tariffs is None:
-        visit.tariffs = planning.tariffs_at(session, customer, at)
+        visit.tariffs = planning.tariffs_at(session, customer, at, tariff_cache)
     version = visit.tariffs[0]
     if tendered == 0 and kind is SaleKind.OPENING:
         quote = pricing.Quote(
@@ -543,28 +591,45 @@ def new_sale(
     breakdown = quote.as_dict()
     breakdown["paid_through_before"] = customer.fixed_paid_through
     breakdown["tariff"] = f"{version.tariff.name} v{version.version}"
-    sale = Sale(
-        request_id=request_id,
-        kind=kind,
-        customer_id=customer.id,
-        meter_id=meter.id,
-        card_id=card.id,
-        operator_id=operator.id,
-        site=site,
-        tariff_version_id=version.id,
-        purchase_count=nxt.count,
-        tendered=quote.tendered,
-        fixed_charge=quote.fixed_charge,
-        tax=quote.tax,
-        credit=quote.credit,
-        card_amount=nxt.carried + quote.credit,
-        parameter_version=customer.parameter_version,
-        breakdown=breakdown,
-        created_at=at,
-    )
+    row: dict[str, Any] = {
+        "request_id": request_id,
+        "kind": kind,
+        "status": SaleStatus.PENDING,
+        "customer_id": customer.id,
+        "meter_id": meter.id,
+        "card_id": card.id,
+        "operator_id": operator.id,
+        "site": site,
+        "tariff_version_id": version.id,
+        "purchase_count": nxt.count,
+        "tendered": quote.tendered,
+        "fixed_charge": quote.fixed_charge,
+        "tax": quote.tax,
+        "credit": quote.credit,
+        "card_amount": nxt.carried + quote.credit,
+        "parameter_version": customer.parameter_version,
+        "breakdown": breakdown,
+        "created_at": at,
+        "written_at": None,
+        "delivered_at": None,
+        "reversed_at": None,
+        "reversed_by": None,
+        "note": "",
+    }
+    sale_id = session.connection().execute(_INSERT_SALE, row).scalar_one()
+    sale = Sale(id=sale_id, **row)
+    make_transient_to_detached(sale)
     session.add(sale)
-    session.flush()
     return sale
+
+
+def who(visit: Visit) -> dict[str, Any]:
+    """The account a result is about, as the command line and the API name it."""
+    return {
+        "customer_no": visit.customer.customer_no,
+        "meter_no": visit.meter.meter_no,
+        "card_serial": visit.card.serial,
+    }
 
 
 def describe_visit(session: Session, visit: Visit, reading: CardReading) -> dict[str, Any]:

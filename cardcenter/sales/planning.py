@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from cardcenter.cards.models import Card
 from cardcenter.core.errors import ConflictError, InvalidInputError
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.tariffs import pricing
-from cardcenter.tariffs.models import TariffVersion
+from cardcenter.tariffs.models import Tariff, TariffVersion
 from cardcenter.tariffs.services import next_version, tariff_of, version_at
 from cardlayout.card.operations import PurchaseWrite
 from cardlayout.files import CardType, FriendlyDays, Parameters, Purse, UpdateFlags
@@ -64,12 +66,63 @@ def card_type_for(card: Card) -> CardType:
 
 
 Tariffs = tuple[TariffVersion, TariffVersion | None]
+TariffCache = dict[int, TariffVersion]
+"""Tariff versions by id, as a desk has loaded them."""
+
+_TARIFFS = cast(Table, Tariff.__table__)
+_VERSIONS = cast(Table, TariffVersion.__table__)
+_STARTS = select(_VERSIONS.c.id, _VERSIONS.c.active_from, _VERSIONS.c.version)
+_OWN_VERSIONS = _STARTS.where(_VERSIONS.c.tariff_id == bindparam("tariff_id"))
+_DEFAULT_VERSIONS = _STARTS.where(
+    _VERSIONS.c.tariff_id
+    == select(_TARIFFS.c.id)
+    .where(
+        _TARIFFS.c.category_id == bindparam("category_id"),
+        _TARIFFS.c.utility == "electricity",
+    )
+    .order_by(_TARIFFS.c.id)
+    .limit(1)
+    .scalar_subquery()
+)
 
 
-def tariffs_at(session: Session, customer: Customer, at: datetime) -> Tariffs:
-    """The customer's tariff version in force at ``at`` and the next scheduled one."""
-    tariff = tariff_of(session, customer)
-    return version_at(session, tariff, at), next_version(session, tariff, at)
+def tariffs_at(
+    session: Session, customer: Customer, at: datetime, cache: TariffCache | None = None
+) -> Tariffs:
+    """The customer's tariff version in force at ``at`` and the next scheduled one.
+
+    One query gives the start times of all versions of the tariff the
+    customer pays (their own, else their category's default, as
+    :func:`tariff_of` decides); the two wanted are picked here. A version is
+    never changed once written (a change is a new version), so ``cache``
+    can keep the loaded ones for as long as its owner likes; which version
+    is in force is asked of the database every time.
+    """
+    if customer.tariff_id is not None:
+        starts = (
+            session.connection().execute(_OWN_VERSIONS, {"tariff_id": customer.tariff_id}).all()
+        )
+    else:
+        starts = (
+            session.connection()
+            .execute(_DEFAULT_VERSIONS, {"category_id": customer.category_id})
+            .all()
+        )
+    started = [(r.active_from, r.version, r.id) for r in starts if r.active_from <= at]
+    coming = [(r.active_from, r.version, r.id) for r in starts if r.active_from > at]
+    if not started:
+        # no tariff, or none in force yet: the slow path says which, in a sentence
+        tariff = tariff_of(session, customer)
+        return version_at(session, tariff, at), next_version(session, tariff, at)
+    cache = {} if cache is None else cache
+
+    def load(version_id: int) -> TariffVersion:
+        version = cache.get(version_id)
+        if version is None:
+            version = cache[version_id] = session.get_one(TariffVersion, version_id)
+        return version
+
+    return load(max(started)[2]), load(min(coming)[2]) if coming else None
 
 
 def build_write(

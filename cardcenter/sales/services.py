@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Integer, Table, bindparam, select, update
+from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from cardcenter.cards.models import Card, CardStatus
@@ -92,12 +92,7 @@ def identify(session: Session, reading: CardReading, *, issuing_ok: bool = False
     """Match the card with its customer and meter (one query), or refuse it with the reason."""
     if reading.blank:
         raise CardRefusedError(f"card {reading.serial} is blank: issue it to a customer first")
-    row = session.execute(
-        select(Card, Customer, Meter)
-        .join(Customer, Customer.id == Card.customer_id)
-        .join(Meter, Meter.id == Card.meter_id)
-        .where(Card.serial == reading.serial)
-    ).one_or_none()
+    row = session.execute(_CARD_OF_SERIAL, {"serial": reading.serial}).one_or_none()
     card = check_usable(row[0] if row else None, reading, issuing_ok=issuing_ok)
     assert row is not None
     customer, meter = row[1], row[2]
@@ -194,6 +189,82 @@ def unsettled_error(visit: Visit) -> ConflictError:
     )
 
 
+CARDS = cast(Table, Card.__table__)
+SALES = cast(Table, Sale.__table__)
+CUSTOMERS = cast(Table, Customer.__table__)
+
+
+# The sale path's statements, built once: building a statement and its cache
+# key costs more than SQLite takes to run it.
+_ANNOUNCE = (
+    update(CARDS)
+    .where(
+        CARDS.c.id == bindparam("card_id"),
+        CARDS.c.pending_action.is_(None),
+        CARDS.c.purchase_count == bindparam("was_count"),
+        CARDS.c.purse_amount == bindparam("was_amount"),
+    )
+    .values(
+        pending_action=bindparam("new_pending_action"),
+        pending_count=bindparam("new_pending_count"),
+        pending_amount=bindparam("new_pending_amount"),
+        pending_sale_id=bindparam("new_pending_sale_id"),
+    )
+)
+_CONFIRM = (
+    update(CARDS)
+    .where(
+        CARDS.c.id == bindparam("card_id"),
+        CARDS.c.pending_action == bindparam("action"),
+        CARDS.c.pending_count == bindparam("count"),
+        CARDS.c.pending_amount == bindparam("amount"),
+        CARDS.c.pending_sale_id.is_not_distinct_from(bindparam("sale_id", type_=Integer)),
+    )
+    .values(
+        purchase_count=bindparam("count"),
+        purse_amount=bindparam("amount"),
+        pending_action=None,
+        pending_count=None,
+        pending_amount=None,
+        pending_sale_id=None,
+    )
+)
+_CONFIRM_ISSUE = _CONFIRM.values(
+    status=CardStatus.ACTIVE,
+    status_changed_at=bindparam("at", type_=CARDS.c.status_changed_at.type),
+)
+_WRITTEN = (
+    update(SALES)
+    .where(SALES.c.id == bindparam("sale_id"), SALES.c.status == SaleStatus.PENDING)
+    .values(status=SaleStatus.WRITTEN, written_at=bindparam("at", type_=SALES.c.written_at.type))
+)
+_PAID_THROUGH = (
+    update(CUSTOMERS)
+    .where(CUSTOMERS.c.id == bindparam("customer_id"))
+    .values(fixed_paid_through=bindparam("month", type_=CUSTOMERS.c.fixed_paid_through.type))
+)
+
+
+_CARD_OF_SERIAL = (
+    select(Card, Customer, Meter)
+    .join(Customer, Customer.id == Card.customer_id)
+    .join(Meter, Meter.id == Card.meter_id)
+    .where(Card.serial == bindparam("serial"))
+    .options(lazyload(Customer.category))  # the category is needed only on rare paths
+)
+
+
+def mirror(obj: object, **values: Any) -> None:
+    """Set what a statement just wrote to the row on its loaded object, without a re-read.
+
+    The sale path writes rows with plain UPDATEs (the unit of work costs more
+    than the sale's own work); the objects the caller holds must then show
+    the row as it is, and must not be flushed again.
+    """
+    for name, value in values.items():
+        set_committed_value(obj, name, value)
+
+
 def start_write(
     session: Session,
     card: Card,
@@ -223,54 +294,97 @@ def start_write(
             f"{card.purchase_count}, amount {format_money(card.purse_amount)}: it is a stale "
             "copy or another desk just wrote it; nothing was written"
         )
-    result = session.execute(
-        update(Card)
-        .where(
-            Card.id == card.id,
-            Card.pending_action.is_(None),
-            Card.purchase_count == card.purchase_count,
-            Card.purse_amount == card.purse_amount,
-        )
-        .values(
-            pending_action=action.value,
-            pending_count=count,
-            pending_amount=amount,
-            pending_sale_id=sale.id if sale is not None else None,
-        )
-        .execution_options(synchronize_session=False)
+    pending = {
+        "pending_action": action.value,
+        "pending_count": count,
+        "pending_amount": amount,
+        "pending_sale_id": sale.id if sale is not None else None,
+    }
+    result = session.connection().execute(
+        _ANNOUNCE,
+        {
+            "card_id": card.id,
+            "was_count": card.purchase_count,
+            "was_amount": card.purse_amount,
+            **{f"new_{name}": value for name, value in pending.items()},
+        },
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         raise ConflictError(
             f"another desk is writing card {card.serial} right now; nothing was written"
         )
-    # the row now holds these; set them on the loaded object without a re-read
-    for name, value in (
-        ("pending_action", action.value),
-        ("pending_count", count),
-        ("pending_amount", amount),
-        ("pending_sale_id", sale.id if sale is not None else None),
-    ):
-        set_committed_value(card, name, value)
+    mirror(card, **pending)
+
+
+def commit_purse(
+    session: Session,
+    card_id: int,
+    *,
+    action: PendingAction,
+    sale_id: int | None,
+    count: int,
+    amount: int,
+    at: datetime,
+    issuing: bool = False,
+) -> dict[str, Any] | None:
+    """Make the announced purse the card row's truth, if it is still the one announced.
+
+    Conditional like :func:`start_write`: of two desks confirming the same
+    write (a retried request racing a recovery), one does it and the other
+    learns it is done. Returns the values written, or None when the row no
+    longer announces this write.
+    """
+    values: dict[str, Any] = {
+        "purchase_count": count,
+        "purse_amount": amount,
+        "pending_action": None,
+        "pending_count": None,
+        "pending_amount": None,
+        "pending_sale_id": None,
+    }
+    if issuing:
+        values.update(status=CardStatus.ACTIVE, status_changed_at=at)
+    result = session.connection().execute(
+        _CONFIRM_ISSUE if issuing else _CONFIRM,
+        {
+            "card_id": card_id,
+            "action": action.value,
+            "count": count,
+            "amount": amount,
+            "sale_id": sale_id,
+            "at": at,
+        },
+    )
+    return values if result.rowcount == 1 else None
 
 
 def confirm_write(session: Session, visit: Visit, *, at: datetime) -> None:
     """The card holds the announced purse: make it the books' truth and move the money."""
     card = visit.card
-    action = PendingAction(card.pending_action) if card.pending_action else None
-    sale = session.get(Sale, card.pending_sale_id) if card.pending_sale_id else None
+    assert card.pending_action is not None
     assert card.pending_count is not None and card.pending_amount is not None
-    card.purchase_count, card.purse_amount = card.pending_count, card.pending_amount
-    card.pending_action = card.pending_sale_id = None
-    card.pending_count = card.pending_amount = None
-    if card.status is CardStatus.ISSUING:
-        card.status = CardStatus.ACTIVE
-        card.status_changed_at = at
+    action = PendingAction(card.pending_action)
+    sale = session.get(Sale, card.pending_sale_id) if card.pending_sale_id else None
+    written = commit_purse(
+        session,
+        card.id,
+        action=action,
+        sale_id=card.pending_sale_id,
+        count=card.pending_count,
+        amount=card.pending_amount,
+        at=at,
+        issuing=card.status is CardStatus.ISSUING,
+    )
+    if written is None:
+        raise ConflictError(
+            f"card {card.serial} was settled by another desk meanwhile; read it again"
+        )
+    mirror(card, **written)
     if sale is not None and action is PendingAction.REVERSAL:
         reverse_in_books(session, visit, sale, at=at)
     elif sale is not None and sale.status is SaleStatus.PENDING:
-        take_payment(session, visit, sale, at=at)
+        take_payment(session, sale, at=at, customer=visit.customer)
     # carried sales of a replacement card travel on, still in transit
-    session.flush()
 
 
 def cancel_write(session: Session, card: Card) -> None:
@@ -284,29 +398,47 @@ def cancel_write(session: Session, card: Card) -> None:
     session.flush()
 
 
-def take_payment(session: Session, visit: Visit, sale: Sale, *, at: datetime) -> None:
-    """A sale is on the card: the money is taken and its credit is in transit."""
-    sale.status = SaleStatus.WRITTEN
-    sale.written_at = at
+def take_payment(
+    session: Session, sale: Sale, *, at: datetime, customer: Customer | None = None
+) -> None:
+    """A sale is on the card: the money is taken and its credit is in transit.
+
+    ``customer``, when the caller holds it loaded, is kept in step with the
+    row (the months of fixed charge this sale paid).
+    """
+    done = session.connection().execute(_WRITTEN, {"sale_id": sale.id, "at": at})
+    if done.rowcount != 1:
+        raise ConflictError(f"sale {sale.id} was settled by another desk meanwhile")
+    mirror(sale, status=SaleStatus.WRITTEN, written_at=at)
     links: dict[str, int | None] = {
         "customer_id": sale.customer_id,
         "sale_id": sale.id,
         "operator_id": sale.operator_id,
     }
+    transit = ledger.transit(sale.customer_id)
     if sale.kind is SaleKind.CARRY_OVER:
         # a meter swap: the old meter's credit travels to the new one on the card
-        meter = ledger.meter(sale.customer_id)
         ledger.post(
-            session, meter, ledger.transit(sale.customer_id), sale.credit, "carry-over", **links
+            session, ledger.meter(sale.customer_id), transit, sale.credit, "carry-over", **links
         )
         return
-    source = ledger.till(sale.site)
-    ledger.post(session, source, ledger.transit(sale.customer_id), sale.credit, "credit", **links)
-    ledger.post(session, source, ledger.TAX, sale.tax, "tax", **links)
-    ledger.post(session, source, ledger.FIXED, sale.fixed_charge, "fixed charge", **links)
+    till = ledger.till(sale.site)
+    ledger.post_all(
+        session,
+        [
+            (till, transit, sale.credit, "credit"),
+            (till, ledger.TAX, sale.tax, "tax"),
+            (till, ledger.FIXED, sale.fixed_charge, "fixed charge"),
+        ],
+        **links,
+    )
     months = sale.breakdown.get("months") or []
     if months:
-        visit.customer.fixed_paid_through = max(months)
+        session.connection().execute(
+            _PAID_THROUGH, {"customer_id": sale.customer_id, "month": max(months)}
+        )
+        if customer is not None:
+            mirror(customer, fixed_paid_through=max(months))
 
 
 def reverse_in_books(session: Session, visit: Visit, sale: Sale, *, at: datetime) -> None:
@@ -319,9 +451,15 @@ def reverse_in_books(session: Session, visit: Visit, sale: Sale, *, at: datetime
         "operator_id": sale.reversed_by,
     }
     till = ledger.till(sale.site)
-    ledger.post(session, ledger.transit(sale.customer_id), till, sale.credit, "reversal", **links)
-    ledger.post(session, ledger.TAX, till, sale.tax, "reversal: tax", **links)
-    ledger.post(session, ledger.FIXED, till, sale.fixed_charge, "reversal: fixed charge", **links)
+    ledger.post_all(
+        session,
+        [
+            (ledger.transit(sale.customer_id), till, sale.credit, "reversal"),
+            (ledger.TAX, till, sale.tax, "reversal: tax"),
+            (ledger.FIXED, till, sale.fixed_charge, "reversal: fixed charge"),
+        ],
+        **links,
+    )
     previous = sale.breakdown.get("paid_through_before")
     months = sale.breakdown.get("months") or []
     if months and visit.customer.fixed_paid_through == max(months):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from centre_support import Database, make_keystore
-from centre_world import World, connect
+from centre_world import PRICE, World, connect
 
 from cardcenter.cards.issuing import issue_card
 from cardcenter.cards.reading import read_card
@@ -16,7 +16,9 @@ from cardcenter.core.db import transaction
 from cardcenter.core.errors import CardRefusedError, ConflictError, InvalidInputError
 from cardcenter.customers.services import open_account
 from cardcenter.sales.models import SaleStatus
-from cardlayout.card.operations import personalise, write_tool_card
+from cardcenter.tariffs.models import TariffKind
+from cardcenter.tariffs.services import add_tariff
+from cardlayout.card.operations import personalise, write_purchase, write_tool_card
 from cardlayout.card.snapshot import read_snapshot
 from cardlayout.files import ANY_METER, PARAMETERS, WRITE_BACK, CardType, InsertionResult, Utility
 from cardlayout.security.diversify import CardKeys
@@ -81,6 +83,42 @@ def test_a_repeated_request_id_returns_the_first_result(world: World) -> None:
     with pytest.raises(ConflictError, match=r"was a sale of 30\.00, not 40\.00"):
         world.sell(card, 4000, "till-7-0001")
     assert len(world.sales()) == 2
+    world.check_conservation()
+
+
+def test_a_tariff_version_added_while_the_desk_is_open_prices_the_next_sale(
+    world: World,
+) -> None:
+    """The desk keeps tariff versions it has loaded, never which one is in force."""
+    card = world.blank()
+    world.issue(card, 10000)  # the desk has loaded version 1
+    with transaction(world.db.sessions) as session:
+        add_tariff(
+            session, "flat", TariffKind.FLAT, {"rate_prices": [PRICE * 2]},
+            active_from=world.now, tax_rate=1000, now=world.now,
+        )  # fmt: skip
+    result = world.sell(card, 11000)
+    assert result["breakdown"]["tariff"] == "flat v2"
+    assert result["tax"] != "0.00" and result["credit"] != "110.00"
+    world.meter.insert(card)
+    current = world.meter.state.current_tariff
+    assert current is not None and current.rate_prices == (PRICE * 2,)
+    world.check_conservation()
+
+
+def test_a_sale_confirmed_meanwhile_is_not_confirmed_twice(world: World) -> None:
+    """The card was written, then recovered at another desk before this one confirmed."""
+    card = world.blank()
+    world.issue(card, 10000)
+    reading = read_card(connect(card), world.keys)
+    started = world.desk.begin_sale(reading, 3000, "slow-desk")
+    assert not isinstance(started, dict)
+    write_purchase(connect(card), world.keys, reading.snapshot, started.write)
+    assert world.desk.recover(connect(card))["settled"] == "confirmed"
+    with pytest.raises(ConflictError, match="settled by another desk"):
+        world.desk.finish_sale(started)
+    again = world.sell(card, 3000, "slow-desk")
+    assert again["sale"] == started.sale_id and again["status"] == "written"
     world.check_conservation()
 
 

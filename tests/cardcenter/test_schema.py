@@ -8,11 +8,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from centre_support import Database
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from cardcenter.core.db import Base, upgrade
+from cardcenter.core.db import Base, transaction, upgrade
 from cardcenter.customers.models import Category
-from cardcenter.sales.ledger import JournalEntry, balance, post
+from cardcenter.sales.ledger import JournalEntry, balance, post, post_all
 
 
 def test_migrations_match_the_models(db: Database) -> None:
@@ -52,9 +54,20 @@ def test_journal_moves_money_and_refuses_non_positive_rows(db: Database) -> None
     with db.sessions.begin() as session:
         post(session, "till:HQ", "transit:1", 500, "sale")
         post(session, "transit:1", "till:HQ", -200, "negative goes the other way")
-        assert post(session, "a", "b", 0, "nothing") is None
+        post(session, "a", "b", 0, "nothing")
+        post_all(session, [("till:HQ", "tax", 30, "tax"), ("till:HQ", "fixed", 0, "none")])
         assert balance(session, "transit:1") == 700
-        assert balance(session, "till:HQ") == -700
+        assert balance(session, "till:HQ") == -730
+        assert balance(session, "a") == balance(session, "fixed") == 0
+        rows = session.scalars(select(JournalEntry).order_by(JournalEntry.id)).all()
+        assert [(r.source, r.destination, r.amount) for r in rows] == [
+            ("till:HQ", "transit:1", 500),
+            ("till:HQ", "transit:1", 200),
+            ("till:HQ", "tax", 30),
+        ]
+        assert all(r.at.tzinfo is not None for r in rows)
+        with pytest.raises(TypeError, match="no link card_id"):
+            post(session, "a", "b", 1, "typo", card_id=3)
     with pytest.raises(IntegrityError), db.sessions.begin() as session:
         session.add(JournalEntry(source="a", destination="b", amount=-5, memo="forged"))
         session.flush()
@@ -66,3 +79,21 @@ def test_unique_codes_are_enforced(db: Database) -> None:
     with pytest.raises(IntegrityError), db.sessions.begin() as session:
         session.add(Category(code="residential", name="again"))
         session.flush()
+
+
+def _waits_for_the_disk(session: Session) -> bool:
+    if session.get_bind().dialect.name == "sqlite":
+        return bool(session.execute(text("PRAGMA synchronous")).scalar_one() == 2)  # FULL
+    return bool(session.execute(text("SHOW synchronous_commit")).scalar_one() == "on")
+
+
+def test_commits_wait_for_the_disk_unless_the_card_proves_the_write(db: Database) -> None:
+    """Every transaction is on disk when its commit returns, but one asked not to be;
+    the setting is the transaction's own and does not leak to the next one."""
+    for durable in (True, False, True, False, False, True):
+        with transaction(db.sessions, durable=durable) as session:
+            assert _waits_for_the_disk(session) is durable
+            post(session, "till:HQ", "transit:1", 1, "a row to commit")
+    with db.sessions.begin() as session:
+        assert _waits_for_the_disk(session)
+        assert balance(session, "transit:1") == 6
