@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every command group registered."""
-    from cardlayout.cli import card, keys, vcard
+    from cardlayout.cli import card, keys, sts, vcard
 
     parser = argparse.ArgumentParser(
         prog="cardlayout",
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.register(sub)
     vcard.register(sub)
     card.register(sub)
+    sts.register(sub)
     return parser
 
 

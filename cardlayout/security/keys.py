@@ -40,6 +40,7 @@ class Purpose(StrEnum):
     CARD_METER = "card-meter"
     PURSE_MAC = "purse-mac"
     WRITEBACK_MAC = "writeback-mac"
+    STS_VENDING = "sts-vending"
 
 
 _PURPOSE_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

@@ -90,7 +90,7 @@ def test_generate_and_list(store: KeyStore) -> None:
     for info in infos:
         assert len(info.kcv) == 3
         assert store.check_value(info.ref) == info.kcv
-    assert len({i.kcv for i in infos}) == 4  # four different random keys
+    assert len({i.kcv for i in infos}) == len(Purpose)  # different random keys
     assert store.latest_version(Purpose.CARD_ISSUER) == 1
     info = store.generate(Purpose.CARD_ISSUER, 2)
     assert str(info).startswith("card-issuer v2 KCV ")
@@ -211,7 +211,7 @@ def test_two_stores_share_the_login(token: str) -> None:
     with pytest.raises(KeyStoreError, match="wrong PIN"):
         open_keystore(token.replace(f"pin-value={PIN}", "pin-value=0000"))
     first.close()  # must not log the second one out
-    assert len(second.list_keys()) == 4
+    assert len(second.list_keys()) == len(Purpose)
     second.close()
     with pytest.raises(KeyStoreError, match="closed"):
         second.list_keys()
@@ -223,7 +223,7 @@ def test_cli_on_the_token(token: str) -> None:
     out = io.StringIO()
     args = parser.parse_args(["keys", "init", "--keystore", token])
     assert args.handler(args, out) == 0
-    assert len(out.getvalue().splitlines()) == 4
+    assert len(out.getvalue().splitlines()) == len(Purpose)
     out = io.StringIO()
     args = parser.parse_args(["keys", "list", "--keystore", token, "--json"])
     assert args.handler(args, out) == 0
