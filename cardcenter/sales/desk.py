@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, inspect, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
@@ -121,7 +121,7 @@ class Desk:
         is looked up again.
         """
         operator = self._operators.get(self.operator)
-        if operator is None or inspect(operator).transient:
+        if operator is None or not planning.still_loaded(operator):
             operator = ensure_operator(session, self.operator, site=self.site)
             self._operators[self.operator] = operator
         if role is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, inspect, select
 from sqlalchemy.orm import Session
 
 from cardcenter.cards.models import Card
@@ -86,6 +86,17 @@ _DEFAULT_VERSIONS = _STARTS.where(
 )
 
 
+def still_loaded(obj: object) -> bool:
+    """Whether an object kept from an earlier transaction can still be read.
+
+    A rollback expires what its session had loaded (and unmakes what it had
+    created), so an object a desk kept from a refused request must be loaded
+    again rather than read.
+    """
+    state = inspect(obj)
+    return not state.transient and not state.expired_attributes
+
+
 def tariffs_at(
     session: Session, customer: Customer, at: datetime, cache: TariffCache | None = None
 ) -> Tariffs:
@@ -118,7 +129,7 @@ def tariffs_at(
 
     def load(version_id: int) -> TariffVersion:
         version = cache.get(version_id)
-        if version is None:
+        if version is None or not still_loaded(version):
             version = cache[version_id] = session.get_one(TariffVersion, version_id)
         return version
 

@@ -15,6 +15,7 @@ from cardcenter.cards.reading import read_card
 from cardcenter.core.db import transaction
 from cardcenter.core.errors import CardRefusedError, ConflictError, InvalidInputError
 from cardcenter.customers.services import open_account
+from cardcenter.sales.desk import Desk
 from cardcenter.sales.models import SaleStatus
 from cardcenter.tariffs.models import TariffKind
 from cardcenter.tariffs.services import add_tariff
@@ -160,6 +161,18 @@ def test_hoarding_limit_refuses_a_sale_the_meter_would_refuse(db: Database, keys
     with pytest.raises(InvalidInputError, match="hoarding limit"):
         world.sell(card, 6000)
     world.sell(card, 5000)
+
+
+def test_a_desk_sells_after_its_first_request_was_refused(db: Database, keys: CardKeys) -> None:
+    """The refused request loaded the operator and the tariff, then rolled back."""
+    world = World(db, keys, hoarding_limit=15000)
+    card = world.blank()
+    world.issue(card, 10000)
+    world.desk = Desk(db.sessions, keys, operator="bob", site="HQ", clock=world.clock)
+    with pytest.raises(InvalidInputError, match="hoarding limit"):
+        world.sell(card, 6000)
+    assert world.sell(card, 5000)["status"] == "written"
+    world.check_conservation()
 
 
 def test_reverse_a_sale_that_has_not_reached_the_meter(world: World) -> None:
