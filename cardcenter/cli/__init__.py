@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cardcenter.cli import accounts, cards, demo, reports, setup
+    from cardcenter.cli import accounts, cards, demo, reports, setup, tokens
 
     parser = argparse.ArgumentParser(
         prog="cardcenter",
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.register(sub)
     accounts.register(sub)
     cards.register(sub)
+    tokens.register(sub)
     reports.register(sub)
     demo.register(sub)
     return parser

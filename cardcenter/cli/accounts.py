@@ -30,7 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "`cardcenter card issue`).",
     )
     add.add_argument("--name", required=True)
-    add.add_argument("--meter-no", required=True, help="the meter's 12-digit number")
+    add.add_argument(
+        "--meter-no",
+        help="the meter's 12-digit number (required for a card meter; a keypad meter's "
+        "defaults to the last 12 digits of its PAN)",
+    )
     add.add_argument("--tariff", help="tariff name (default: the category's default tariff)")
     add.add_argument("--category", default="residential", help="customer category")
     add.add_argument("--customer-no", help="12 digits (default: the next free number)")
@@ -39,6 +43,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--ct", type=int, default=1, help="CT ratio of the meter (default 1)")
     add.add_argument("--pt", type=int, default=1, help="PT ratio of the meter (default 1)")
     add.add_argument("--keypad", action="store_true", help="a keypad (STS token) meter")
+    sts = add.add_argument_group("keypad meter (with --keypad): the STS identity the meter holds")
+    sts.add_argument("--pan", help="18 digits: IIN, DRN, check digit")
+    sts.add_argument("--sgc", help="supply group code, 6 digits")
+    sts.add_argument("--ti", help="tariff index, 0 to 99")
+    sts.add_argument("--krn", help="key revision number, 1 to 9")
+    sts.add_argument("--kt", help="key type, 0 to 3")
+    sts.add_argument("--base-date", help="1993, 2014 (default) or 2035")
+    sts.add_argument("--ea", help="encryption algorithm 07 (default), 09 or 11")
+    sts.add_argument("--dkga", help="decoder key generation 02 or 04 (default)")
     add_common(add)
     add.set_defaults(handler=run_add)
 
@@ -88,8 +101,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     close.set_defaults(handler=run_close)
 
 
+STS_OPTIONS = ("pan", "sgc", "ti", "krn", "kt", "base_date", "ea", "dkga")
+
+
 def run_add(args: argparse.Namespace) -> int:
     config = Config.from_env()
+    given = [name for name in STS_OPTIONS if getattr(args, name) is not None]
+    if args.keypad:
+        return run_add_keypad(args, config)
+    if given:
+        option = "--" + given[0].replace("_", "-")
+        raise InvalidInputError(option, "is for keypad meters: add --keypad")
+    if args.meter_no is None:
+        raise InvalidInputError("meter number", "give the card meter's 12 digits with --meter-no")
     with sessions_of(args) as sessions, transaction(sessions) as session:
         category = get_or_create_category(session, args.category)
         tariff = find_tariff(session, args.tariff) if args.tariff else None
@@ -103,12 +127,54 @@ def run_add(args: argparse.Namespace) -> int:
             address=args.address,
             phone=args.phone,
             site=config.site,
-            kind=MeterKind.KEYPAD if args.keypad else MeterKind.CARD,
+            kind=MeterKind.CARD,
             ct_ratio=args.ct,
             pt_ratio=args.pt,
         )
         tariff_of(session, customer)  # refuse an account nothing can be sold to
         result = account(session, customer)
+    return emit(args, result)
+
+
+def run_add_keypad(args: argparse.Namespace, config: Config) -> int:
+    """``customer add --keypad``: the account and the STS identity its meter holds."""
+    from cardcenter.tokens.config import configured_tables
+    from cardcenter.tokens.identity import describe_identity
+
+    for name in ("pan", "sgc", "ti", "krn", "kt"):
+        if getattr(args, name) is None:
+            raise InvalidInputError(
+                f"--{name}",
+                "a keypad meter needs its STS identity: give --pan, --sgc, --ti, --krn and --kt",
+            )
+    tables = configured_tables()
+    with sessions_of(args) as sessions, transaction(sessions) as session:
+        category = get_or_create_category(session, args.category)
+        tariff = find_tariff(session, args.tariff) if args.tariff else None
+        customer = services.open_keypad_account(
+            session,
+            name=args.name,
+            category_id=category.id,
+            pan=args.pan,
+            sgc=args.sgc,
+            ti=args.ti,
+            krn=args.krn,
+            kt=args.kt,
+            base_date=args.base_date,
+            ea=args.ea,
+            dkga=args.dkga,
+            tables=tables,
+            meter_no=args.meter_no,
+            tariff=tariff,
+            customer_no=args.customer_no,
+            address=args.address,
+            phone=args.phone,
+            site=config.site,
+        )
+        tariff_of(session, customer)  # refuse an account nothing can be sold to
+        result = account(session, customer)
+        meter = services.active_meter(session, customer, MeterKind.KEYPAD)
+        result["sts"] = describe_identity(meter)
     return emit(args, result)
 
 

@@ -7,6 +7,7 @@ from cardcenter.reconciliation.models import Finding, MonthlyUsage, Reconciliati
 from cardcenter.sales.ledger import JournalEntry
 from cardcenter.sales.models import Sale
 from cardcenter.tariffs.models import Tariff, TariffVersion
+from cardcenter.tokens.models import TokenRecord
 
 __all__ = [
     "Card",
@@ -22,5 +23,6 @@ __all__ = [
     "Sale",
     "Tariff",
     "TariffVersion",
+    "TokenRecord",
     "WriteBackRecord",
 ]

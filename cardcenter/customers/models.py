@@ -113,6 +113,30 @@ class Meter(Base):
     )
     """The tariff version the meter confirmed taking (None until the first write-back)."""
 
+    # The STS identity of a keypad meter (None on card meters), as the meter holds it: the
+    # centre never hears from a keypad meter, so a token counts as taken once handed over
+    # and a key change moves these columns on when its tokens are issued (cardcenter/tokens).
+    sts_pan: Mapped[str | None] = mapped_column(String(18), unique=True, default=None)
+    """IIN (6) + DRN (11) + check digit: the number every token is made for."""
+    sts_sgc: Mapped[str | None] = mapped_column(String(6), default=None)
+    sts_ti: Mapped[int | None] = mapped_column(default=None)
+    sts_krn: Mapped[int | None] = mapped_column(default=None)
+    sts_kt: Mapped[int | None] = mapped_column(default=None)
+    sts_base_date: Mapped[int | None] = mapped_column(default=None)
+    """1993, 2014 or 2035: what the meter's TIDs count minutes from."""
+    sts_ea: Mapped[str | None] = mapped_column(String(2), default=None)
+    sts_dkga: Mapped[str | None] = mapped_column(String(2), default=None)
+    sts_tables: Mapped[str | None] = mapped_column(String(400), default=None)
+    """The STA production tables file of an EA07 meter (None: the standard's sample tables)."""
+    sts_last_tid: Mapped[int | None] = mapped_column(default=None)
+    """The last TID issued to this meter on its base date (None: none yet on that base)."""
+    # A change of supply group, tariff index, key revision or key type recorded for the
+    # meter and not yet sent: the next token issued is preceded by its key change tokens.
+    sts_new_sgc: Mapped[str | None] = mapped_column(String(6), default=None)
+    sts_new_ti: Mapped[int | None] = mapped_column(default=None)
+    sts_new_krn: Mapped[int | None] = mapped_column(default=None)
+    sts_new_kt: Mapped[int | None] = mapped_column(default=None)
+
     customer: Mapped[Customer | None] = relationship(back_populates="meters")
 
     @property

@@ -22,6 +22,9 @@ from cardcenter.customers.models import (
     MeterStatus,
 )
 from cardcenter.tariffs.models import Tariff
+from cardcenter.tokens import identity as sts
+from cardcenter.tokens.config import tables_of
+from cardlayout.sts.identity import EncryptionAlgorithm
 
 NUMBER = re.compile(r"\d{12}")
 FIRST_CUSTOMER_NO = 100_000_000_001
@@ -173,6 +176,72 @@ def open_account(
         pt_ratio=pt_ratio,
         now=when,
     )
+    return customer
+
+
+def open_keypad_account(
+    session: Session,
+    *,
+    name: str,
+    category_id: int,
+    pan: str,
+    sgc: str,
+    ti: int | str,
+    krn: int | str,
+    kt: int | str,
+    base_date: int | str | None = None,
+    ea: str | int | None = None,
+    dkga: str | int | None = None,
+    tables: str | None = None,
+    meter_no: str | None = None,
+    tariff: Tariff | None = None,
+    customer_no: str | None = None,
+    address: str = "",
+    phone: str = "",
+    site: str = "HQ",
+    now: datetime | None = None,
+) -> Customer:
+    """Open an account with a keypad (STS) meter and record the identity the meter holds.
+
+    The identity is checked before anything is written (an error names the
+    field: PAN, SGC, TI, KRN, KT, base date, EA, DKGA). The meter number
+    defaults to the PAN's last 12 digits (DRN and check digit), the number
+    printed on the meter. ``tables`` is the STA production tables file
+    (``CARDCENTER_STS_TABLES``) kept for an EA07 meter; None means the
+    standard's sample tables. Tokens start with the first vend
+    (``cardcenter token vend``).
+    """
+    identity = sts.make_identity(
+        pan=pan,
+        sgc=sgc,
+        ti=ti,
+        krn=krn,
+        kt=kt,
+        base_date=sts.DEFAULT_BASE_DATE if base_date is None else base_date,
+        ea=sts.DEFAULT_EA if ea is None else ea,
+        dkga=sts.DEFAULT_DKGA if dkga is None else dkga,
+    )
+    if session.scalar(select(Meter.id).where(Meter.sts_pan == identity.pan)) is not None:
+        raise ConflictError(f"a meter with PAN {identity.pan} is registered already")
+    kept = tables if identity.ea is EncryptionAlgorithm.EA07 else None
+    tables_of(kept)  # a tables file that cannot be read is refused now, not at the first vend
+    customer = open_account(
+        session,
+        name=name,
+        meter_no=identity.pan[-12:] if meter_no is None else meter_no,
+        category_id=category_id,
+        tariff=tariff,
+        customer_no=customer_no,
+        address=address,
+        phone=phone,
+        site=site,
+        kind=MeterKind.KEYPAD,
+        now=now,
+    )
+    meter = active_meter(session, customer, MeterKind.KEYPAD)
+    sts.store_identity(meter, identity)
+    meter.sts_tables = kept
+    session.flush()
     return customer
 
 

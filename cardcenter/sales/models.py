@@ -34,6 +34,8 @@ class SaleKind(enum.StrEnum):
     SALE = "sale"
     OPENING = "opening"
     CARRY_OVER = "carry_over"
+    TOKEN = "token"
+    """Credit vended as an STS token to a keypad meter: delivered once handed over."""
 
 
 # Credit that is paid for, on a card, and not yet proven on the meter. A

@@ -217,6 +217,30 @@ def upgrade() -> None:
         sa.Column(
             "tariff_version_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
+        sa.Column("sts_pan", sa.String(length=18), nullable=True),
+        sa.Column("sts_sgc", sa.String(length=6), nullable=True),
+        sa.Column("sts_ti", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("sts_krn", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("sts_kt", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column(
+            "sts_base_date", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("sts_ea", sa.String(length=2), nullable=True),
+        sa.Column("sts_dkga", sa.String(length=2), nullable=True),
+        sa.Column("sts_tables", sa.String(length=400), nullable=True),
+        sa.Column(
+            "sts_last_tid", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("sts_new_sgc", sa.String(length=6), nullable=True),
+        sa.Column(
+            "sts_new_ti", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column(
+            "sts_new_krn", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column(
+            "sts_new_kt", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_meters_customer_id_customers")
         ),
@@ -227,6 +251,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_meters")),
         sa.UniqueConstraint("meter_no", name=op.f("uq_meters_meter_no")),
+        sa.UniqueConstraint("sts_pan", name=op.f("uq_meters_sts_pan")),
     )
     op.create_table(
         "cards",
@@ -424,7 +449,15 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(length=64), nullable=False),
         sa.Column(
             "kind",
-            sa.Enum("sale", "opening", "carry_over", name="salekind", native_enum=False, length=24),
+            sa.Enum(
+                "sale",
+                "opening",
+                "carry_over",
+                "token",
+                name="salekind",
+                native_enum=False,
+                length=24,
+            ),
             nullable=False,
         ),
         sa.Column(
@@ -594,11 +627,71 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_journal_destination"), ["destination"], unique=False)
         batch_op.create_index(batch_op.f("ix_journal_source"), ["source"], unique=False)
 
+    op.create_table(
+        "tokens",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=False),
+        sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("meter_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("sale_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column(
+            "kind",
+            sa.Enum(
+                "credit",
+                "key_change",
+                "engineering",
+                name="tokenkind",
+                native_enum=False,
+                length=24,
+            ),
+            nullable=False,
+        ),
+        sa.Column(
+            "token_class", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("subclass", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "base_date", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("tid", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("digits", sa.String(length=20), nullable=False),
+        sa.Column(
+            "amount_field", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("tenths", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("issued_at", cardcenter.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "operator_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_tokens_customer_id_customers")
+        ),
+        sa.ForeignKeyConstraint(
+            ["meter_id"], ["meters.id"], name=op.f("fk_tokens_meter_id_meters")
+        ),
+        sa.ForeignKeyConstraint(
+            ["operator_id"], ["operators.id"], name=op.f("fk_tokens_operator_id_operators")
+        ),
+        sa.ForeignKeyConstraint(["sale_id"], ["sales.id"], name=op.f("fk_tokens_sale_id_sales")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tokens")),
+        sa.UniqueConstraint("meter_id", "base_date", "tid", name=op.f("uq_tokens_meter_id")),
+        sa.UniqueConstraint("request_id", "position", name=op.f("uq_tokens_request_id")),
+    )
+    with op.batch_alter_table("tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tokens_sale_id"), ["sale_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tokens_sale_id"))
+
+    op.drop_table("tokens")
     with op.batch_alter_table("journal", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_journal_source"))
         batch_op.drop_index(batch_op.f("ix_journal_destination"))

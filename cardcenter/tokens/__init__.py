@@ -1,0 +1,1 @@
+"""STS tokens for keypad meters: vending, key changes, engineering tokens, reprints."""

@@ -1,0 +1,680 @@
+"""Issuing STS tokens at the centre: credit for keypad meters, engineering tokens, reprints.
+
+A keypad meter never reports back, so a token is *delivered* the moment it
+is handed over: a vend is one transaction that prices the payment, turns the
+credit into energy (:mod:`cardcenter.tokens.energy`), makes the tokens,
+records them with the sale and moves the money (``till -> meter:N``, tax and
+fixed charges as for cards). Nothing is half done: a crash before the commit
+issued nothing, and after it the request id gives back exactly the digits
+that were issued (a token cannot be made twice: a second one would be a
+second credit).
+
+Every token a meter is given is made in a batch:
+
+1. if the meter's base date has run out (the 1993 base ended 2024-11-24
+   20:15 UTC), a rollover key change to the newest base date that has
+   started; if a change of SGC, TI, KRN or KT was recorded
+   (:func:`record_identity_change`), that change (both together make one key
+   change). Its sections are encrypted under the OLD key, the only one the
+   meter has;
+2. then the token asked for, under the meter's (new) key, with the next TID:
+   ``max(minutes since the base date now, last TID issued + 1)``, so two
+   tokens in one minute still differ and a meter, which refuses a TID it
+   has seen or an older one, takes them in the order issued.
+
+The meter's identity and last TID move on in the same transaction, and
+``(meter, base date, TID)`` is unique in the token table, so two desks
+racing on one meter cannot issue one TID twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cardcenter.core.db import transaction
+from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
+from cardcenter.customers.models import Customer, Meter, MeterKind, MeterStatus
+from cardcenter.customers.services import ensure_active
+from cardcenter.operators.models import Operator, Role
+from cardcenter.operators.services import ensure_operator, require_role
+from cardcenter.sales import ledger, planning
+from cardcenter.sales.desk import Desk, check_request_id
+from cardcenter.sales.models import Sale, SaleKind, SaleStatus
+from cardcenter.tariffs import pricing
+from cardcenter.tokens.config import describe_tables, tables_of, warn_if_sample
+from cardcenter.tokens.energy import vend_energy
+from cardcenter.tokens.identity import (
+    check_pan,
+    describe_identity,
+    identity_of,
+    latest_base,
+    record_change,
+    recorded_identity,
+    store_identity,
+)
+from cardcenter.tokens.models import TokenKind, TokenRecord
+from cardlayout.errors import FormatError
+from cardlayout.security.keystore import KeyStore
+from cardlayout.sts.codec import encode_token
+from cardlayout.sts.identity import MeterIdentity
+from cardlayout.sts.tid import TID_LIMIT, last_minute_of, tid_of
+from cardlayout.sts.tokens import (
+    ManagementSubclass,
+    ManagementToken,
+    Token,
+    TokenClass,
+    TransferSubclass,
+    TransferToken,
+    key_change_tokens,
+)
+from cardlayout.sts.vending import store_decoder_key
+
+CLEAR_ALL_REGISTERS = 0xFFFF
+"""A clear-credit token's value for every credit register."""
+
+TRANSFER_OF_UTILITY = {
+    "electricity": TransferSubclass.ELECTRICITY,
+    "water": TransferSubclass.WATER,
+    "gas": TransferSubclass.GAS,
+}
+
+
+@dataclass(frozen=True)
+class EngineeringKind:
+    """An engineering token an operator may ask for, and what its value means."""
+
+    subclass: ManagementSubclass
+    default: int | None
+    """The value when none is given (None: a value must be given)."""
+    takes_value: bool
+    words: str
+
+
+ENGINEERING: dict[str, EngineeringKind] = {
+    "clear-credit": EngineeringKind(
+        ManagementSubclass.CLEAR_CREDIT,
+        CLEAR_ALL_REGISTERS,
+        True,
+        "clear credit (register in --value, default 65535: all registers)",
+    ),
+    "clear-tamper": EngineeringKind(
+        ManagementSubclass.CLEAR_TAMPER, 0, False, "clear the tamper condition"
+    ),
+    "set-power-limit": EngineeringKind(
+        ManagementSubclass.SET_MAX_POWER, None, True, "set the maximum power limit (W, --value)"
+    ),
+}
+"""The management tokens of ``cardcenter token engineering``, by the name typed."""
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A token made for the meter, not yet recorded."""
+
+    kind: TokenKind
+    token: Token
+    digits: str
+    base_date: int
+    tid: int | None
+    amount_field: int | None
+    tenths: int | None
+
+
+# ---------------------------------------------------------------- finding the meter
+
+
+def find_keypad_meter(session: Session, pan: str, *, lock: bool = False) -> Meter:
+    """The keypad meter in service with ``pan``; ``lock`` holds its row to the commit.
+
+    Locking (PostgreSQL ``FOR UPDATE``; SQLite transactions hold the write
+    lock from their start anyway) makes two desks vending to one meter take
+    turns, so each computes its TID from the other's.
+    """
+    pan = check_pan(pan)
+    query = select(Meter).where(Meter.sts_pan == pan)
+    if lock:
+        query = query.with_for_update()
+    meter = session.scalar(query)
+    if meter is None or meter.kind != MeterKind.KEYPAD:
+        raise NotFoundError(f"no keypad meter has PAN {pan}")
+    if meter.status != MeterStatus.ACTIVE or meter.customer is None:
+        raise ConflictError(f"meter {pan} is no longer in service: no tokens are issued for it")
+    ensure_active(meter.customer)
+    return meter
+
+
+def operator_at(session: Session, desk: Desk, role: Role | None = None) -> Operator:
+    """The desk's operator, loaded in ``session`` (created on a fresh install), with ``role``.
+
+    Looked up in each transaction rather than kept by the desk: a token
+    request refused after the lookup rolls back, which would leave a kept
+    row expired and detached for the desk's next request.
+    """
+    operator = ensure_operator(session, desk.operator, site=desk.site)
+    if role is not None:
+        require_role(operator, role)
+    return operator
+
+
+# ---------------------------------------------------------------- making a batch
+
+
+def _minutes(at: datetime, identity: MeterIdentity) -> int | None:
+    """Minutes since the identity's base date, or None when that base date has run out."""
+    if at < identity.base_date.start:
+        raise ConflictError(
+            f"meter {identity.pan} counts from base date {int(identity.base_date)}, which has "
+            f"not started yet at {at:%Y-%m-%d %H:%M} UTC: correct its base date"
+        )
+    try:
+        return tid_of(at, identity.base_date)
+    except FormatError:
+        return None
+
+
+def issue_batch(
+    store: KeyStore,
+    meter: Meter,
+    at: datetime,
+    kind: TokenKind,
+    make: Callable[[int, int], Token],
+    *,
+    tenths: int | None = None,
+) -> list[Issued]:
+    """The key change sections the meter needs, then ``make(rnd, tid)`` (see the module).
+
+    Moves the meter row on (identity, last TID); the caller records the
+    tokens in the same transaction.
+    """
+    current = identity_of(meter)
+    target = recorded_identity(meter)
+    last = meter.sts_last_tid
+    minutes = _minutes(at, target)
+    rollover = minutes is None or (last is not None and last + 1 >= TID_LIMIT)
+    if rollover:
+        base = latest_base(at)
+        if base <= target.base_date:
+            raise ConflictError(
+                f"meter {current.pan}'s base date {int(target.base_date)} ran out on "
+                f"{last_minute_of(target.base_date):%Y-%m-%d %H:%M} UTC and no later base "
+                "date has started: it can take no more tokens"
+            )
+        target = dataclasses.replace(target, base_date=base)
+        last = None
+        minutes = tid_of(at, base)
+    assert minutes is not None
+    tid = minutes if last is None else max(minutes, last + 1)
+    tables = tables_of(meter.sts_tables)
+    warn_if_sample(current.ea.value, meter.sts_tables)
+    issued: list[Issued] = []
+    key = store_decoder_key(store, current)
+    if target != current:
+        new_key = store_decoder_key(store, target)
+        if new_key == key:
+            raise ConflictError(
+                f"meter {current.pan}'s base date {int(current.base_date)} has run out and its "
+                f"DKGA{current.dkga.value} key does not depend on the base date, so a rollover "
+                "would bring the same key, which the meter refuses: record a new key revision "
+                "first (`cardcenter meter sts-set --meter PAN --krn N`)"
+            )
+        for section in key_change_tokens(current, target, new_key, rollover=rollover):
+            issued.append(
+                Issued(
+                    TokenKind.KEY_CHANGE,
+                    section,
+                    encode_token(section, key, current.ea, tables),
+                    int(current.base_date),
+                    None,
+                    None,
+                    None,
+                )
+            )
+        key = new_key
+    token = make(secrets.randbelow(16), tid)
+    value: int | None = None
+    if isinstance(token, TransferToken):
+        value = token.amount
+    elif isinstance(token, ManagementToken):
+        value = token.value
+    issued.append(
+        Issued(
+            kind,
+            token,
+            encode_token(token, key, target.ea, tables),
+            int(target.base_date),
+            tid,
+            value,
+            tenths,
+        )
+    )
+    store_identity(meter, target)
+    meter.sts_last_tid = tid
+    return issued
+
+
+def record_batch(
+    session: Session,
+    issued: Sequence[Issued],
+    *,
+    request_id: str,
+    meter: Meter,
+    operator: Operator,
+    at: datetime,
+    sale: Sale | None = None,
+) -> list[TokenRecord]:
+    """Store the batch in entry order (positions from 1)."""
+    assert meter.customer_id is not None
+    rows = [
+        TokenRecord(
+            request_id=request_id,
+            position=position,
+            meter_id=meter.id,
+            customer_id=meter.customer_id,
+            sale_id=sale.id if sale is not None else None,
+            kind=item.kind,
+            token_class=int(item.token.token_class),
+            subclass=int(item.token.subclass),
+            base_date=item.base_date,
+            tid=item.tid,
+            digits=item.digits,
+            amount_field=item.amount_field,
+            tenths=item.tenths,
+            issued_at=at,
+            operator_id=operator.id,
+        )
+        for position, item in enumerate(issued, start=1)
+    ]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+# ---------------------------------------------------------------- requests
+
+
+def batch_of(session: Session, request_id: str) -> list[TokenRecord]:
+    """The tokens issued for ``request_id``, in entry order (empty if none)."""
+    return list(
+        session.scalars(
+            select(TokenRecord)
+            .where(TokenRecord.request_id == request_id)
+            .order_by(TokenRecord.position)
+        )
+    )
+
+
+def _once(
+    desk: Desk,
+    request_id: str,
+    same: Callable[[Session, list[TokenRecord]], None],
+    issue: Callable[[Session], list[TokenRecord]],
+) -> dict[str, Any]:
+    """Issue a batch for ``request_id`` once; a repeated request gives the first result.
+
+    ``same`` refuses a repeated id that asks for something else. Of two desks
+    racing on one request id, the one that commits second hits the unique
+    ``(request_id, position)`` and returns the first one's result instead.
+    """
+    try:
+        with transaction(desk.sessions) as session:
+            done = batch_of(session, request_id)
+            if done:
+                same(session, done)
+                return describe_batch(session, done, replayed=True)
+            if session.scalar(select(Sale.id).where(Sale.request_id == request_id)) is not None:
+                raise ConflictError(
+                    f"request {request_id} was a card sale: use a new request id for a token"
+                )
+            return describe_batch(session, issue(session), replayed=False)
+    except IntegrityError:
+        with desk.sessions() as session:
+            done = batch_of(session, request_id)
+            if done:
+                same(session, done)
+                return describe_batch(session, done, replayed=True)
+        raise ConflictError(
+            "another desk issued a token to this meter at the same moment; nothing was issued "
+            "here: repeat the request"
+        ) from None
+
+
+def _meter_of(session: Session, rows: list[TokenRecord]) -> Meter:
+    return session.get_one(Meter, rows[0].meter_id)
+
+
+def vend(desk: Desk, pan: str, tendered: int, request_id: str | None = None) -> dict[str, Any]:
+    """Sell ``tendered`` (minor units) to the keypad meter ``pan`` as a credit token.
+
+    Priced by the tariff in force as a card sale is (fixed charges first,
+    then tax included, :func:`cardcenter.tariffs.pricing.quote`); the credit
+    becomes energy at vend time (:mod:`cardcenter.tokens.energy`); any key
+    change the meter needs comes first in the batch. The money moves at once
+    (the credit straight to ``meter:N``): a token is delivered when handed over.
+    """
+    request_id = check_request_id(request_id)
+    pan = check_pan(pan)
+    if not isinstance(tendered, int) or isinstance(tendered, bool) or tendered <= 0:
+        raise InvalidInputError("amount", f"{tendered!r} is not an amount: give 0.01 or more")
+
+    def same(session: Session, rows: list[TokenRecord]) -> None:
+        sale = session.get(Sale, rows[-1].sale_id) if rows[-1].sale_id else None
+        meter = _meter_of(session, rows)
+        if sale is None or meter.sts_pan != pan or sale.tendered != tendered:
+            was = (
+                f"a sale of {pricing.format_money(sale.tendered)}"
+                if sale is not None
+                else "an engineering token"
+            )
+            raise ConflictError(
+                f"request {request_id} was {was} to meter {meter.sts_pan}, not a sale of "
+                f"{pricing.format_money(tendered)} to meter {pan}: use a new request id"
+            )
+
+    def issue(session: Session) -> list[TokenRecord]:
+        at = desk.clock()
+        meter = find_keypad_meter(session, pan, lock=True)
+        customer = meter.customer
+        assert customer is not None
+        operator = desk.operator_row(session)
+        # (not the desk's tariff cache: a vend refused after loading a version rolls
+        # back, which would leave the cached version expired and detached)
+        version = planning.tariffs_at(session, customer, at)[0]
+        months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
+        quote = pricing.quote(version, tendered, months)
+        before = vended_this_month(session, meter, at)
+        energy = vend_energy(version, quote.credit, before)
+        breakdown = quote.as_dict()
+        breakdown["paid_through_before"] = customer.fixed_paid_through
+        breakdown["tariff"] = f"{version.tariff.name} v{version.version}"
+        breakdown["energy"] = {
+            "bought_tenths": energy.bought,
+            "vended_tenths": energy.vended,
+            "month_before_tenths": before,
+            "unvended": energy.unvended,
+            "basis": energy.basis,
+        }
+        sale = Sale(
+            request_id=request_id,
+            kind=SaleKind.TOKEN,
+            status=SaleStatus.DELIVERED,
+            customer_id=customer.id,
+            meter_id=meter.id,
+            card_id=None,
+            operator_id=operator.id,
+            site=desk.site,
+            tariff_version_id=version.id,
+            purchase_count=0,
+            tendered=quote.tendered,
+            fixed_charge=quote.fixed_charge,
+            tax=quote.tax,
+            credit=quote.credit,
+            card_amount=quote.credit,
+            parameter_version=customer.parameter_version,
+            breakdown=breakdown,
+            created_at=at,
+            written_at=at,
+            delivered_at=at,
+        )
+        session.add(sale)
+        session.flush()
+        subclass = TRANSFER_OF_UTILITY.get(meter.utility, TransferSubclass.ELECTRICITY)
+        issued = issue_batch(
+            desk.keys.store,
+            meter,
+            at,
+            TokenKind.CREDIT,
+            lambda rnd, tid: TransferToken(subclass, rnd, tid, energy.field),
+            tenths=energy.vended,
+        )
+        rows = record_batch(
+            session, issued, request_id=request_id, meter=meter, operator=operator, at=at, sale=sale
+        )
+        till = ledger.till(desk.site)
+        ledger.post_all(
+            session,
+            [
+                (till, ledger.meter(customer.id), quote.credit, "token credit"),
+                (till, ledger.TAX, quote.tax, "tax"),
+                (till, ledger.FIXED, quote.fixed_charge, "fixed charge"),
+            ],
+            customer_id=customer.id,
+            sale_id=sale.id,
+            operator_id=operator.id,
+        )
+        if quote.months:
+            customer.fixed_paid_through = max(quote.months)
+        return rows
+
+    return _once(desk, request_id, same, issue)
+
+
+def vended_this_month(session: Session, meter: Meter, at: datetime) -> int:
+    """Energy (tenths) of the credit tokens issued to ``meter`` in ``at``'s month (UTC)."""
+    start = at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    total = session.scalar(
+        select(func.coalesce(func.sum(TokenRecord.tenths), 0)).where(
+            TokenRecord.meter_id == meter.id,
+            TokenRecord.kind == TokenKind.CREDIT,
+            TokenRecord.issued_at >= start,
+        )
+    )
+    return int(total or 0)
+
+
+def engineering_token(
+    desk: Desk,
+    pan: str,
+    kind: str,
+    value: int | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """An engineering (management) token for an authorised operator (supervisor and up)."""
+    request_id = check_request_id(request_id)
+    pan = check_pan(pan)
+    spec = ENGINEERING.get(kind)
+    if spec is None:
+        raise InvalidInputError(
+            "kind", f"{kind!r} is not an engineering token: use {', '.join(ENGINEERING)}"
+        )
+    if value is not None and not spec.takes_value:
+        raise InvalidInputError("value", f"a {kind} token takes no value")
+    if value is None:
+        if spec.default is None:
+            raise InvalidInputError("value", f"a {kind} token needs a value: give --value N")
+        value = spec.default
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+        raise InvalidInputError("value", f"{value!r} is not a number from 0 to 65535")
+    wanted = value
+
+    def same(session: Session, rows: list[TokenRecord]) -> None:
+        last = rows[-1]
+        meter = _meter_of(session, rows)
+        if (
+            meter.sts_pan != pan
+            or last.kind is not TokenKind.ENGINEERING
+            or (last.subclass, last.amount_field) != (int(spec.subclass), wanted)
+        ):
+            raise ConflictError(
+                f"request {request_id} issued another token (to meter {meter.sts_pan}), not a "
+                f"{kind} token of value {wanted} to meter {pan}: use a new request id"
+            )
+
+    def issue(session: Session) -> list[TokenRecord]:
+        operator = operator_at(session, desk, Role.SUPERVISOR)
+        at = desk.clock()
+        meter = find_keypad_meter(session, pan, lock=True)
+        issued = issue_batch(
+            desk.keys.store,
+            meter,
+            at,
+            TokenKind.ENGINEERING,
+            lambda rnd, tid: ManagementToken(spec.subclass, rnd, tid, wanted),
+        )
+        return record_batch(
+            session, issued, request_id=request_id, meter=meter, operator=operator, at=at
+        )
+
+    return _once(desk, request_id, same, issue)
+
+
+def record_identity_change(
+    session: Session,
+    operator: Operator,
+    pan: str,
+    *,
+    sgc: str | None = None,
+    ti: int | str | None = None,
+    krn: int | str | None = None,
+    kt: int | str | None = None,
+) -> dict[str, Any]:
+    """Record a change of SGC, TI, KRN or KT (supervisor): the next token brings its key change."""
+    require_role(operator, Role.SUPERVISOR)
+    meter = find_keypad_meter(session, pan, lock=True)
+    record_change(meter, sgc=sgc, ti=ti, krn=krn, kt=kt)
+    session.flush()
+    return describe_identity(meter)
+
+
+# ---------------------------------------------------------------- reading back
+
+
+def reprint(
+    sessions: sessionmaker[Session], *, sale_id: int | None = None, request_id: str | None = None
+) -> dict[str, Any]:
+    """The tokens of a sale or a request exactly as they were issued."""
+    if (sale_id is None) == (request_id is None):
+        raise InvalidInputError("reprint", "give either a sale id or a request id")
+    with sessions() as session:
+        if sale_id is not None:
+            request = session.scalar(
+                select(TokenRecord.request_id).where(TokenRecord.sale_id == sale_id).limit(1)
+            )
+            if request is None:
+                raise NotFoundError(f"sale {sale_id} issued no token")
+        else:
+            request = request_id
+        assert request is not None
+        rows = batch_of(session, request)
+        if not rows:
+            raise NotFoundError(f"request {request} issued no token")
+        return describe_batch(session, rows, replayed=True)
+
+
+def meter_tokens(session: Session, pan: str, limit: int = 20) -> dict[str, Any]:
+    """The meter's STS identity and its newest tokens (newest first)."""
+    pan = check_pan(pan)
+    meter = session.scalar(select(Meter).where(Meter.sts_pan == pan))
+    if meter is None:
+        raise NotFoundError(f"no keypad meter has PAN {pan}")
+    rows = session.scalars(
+        select(TokenRecord)
+        .where(TokenRecord.meter_id == meter.id)
+        .order_by(TokenRecord.id.desc())
+        .limit(limit)
+    ).all()
+    return {
+        "meter": describe_identity(meter),
+        "tokens": [
+            {"request_id": row.request_id, "issued_at": row.issued_at.isoformat(), **entry(row)}
+            for row in rows
+        ],
+    }
+
+
+def group_digits(digits: str) -> str:
+    """20 digits as printed on a receipt: five groups of four."""
+    return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+
+
+def tenths_text(tenths: int) -> str:
+    return f"{tenths // 10}.{tenths % 10}"
+
+
+def what(row: TokenRecord, sections: int = 0) -> str:
+    """A token in words, for receipts."""
+    if row.kind is TokenKind.KEY_CHANGE:
+        section = ManagementSubclass(row.subclass).section
+        return f"key change, section {section} of {sections}"
+    if row.kind is TokenKind.CREDIT:
+        return f"credit {tenths_text(row.tenths or 0)} kWh"
+    subclass = ManagementSubclass(row.subclass)
+    if subclass is ManagementSubclass.CLEAR_CREDIT:
+        target = (
+            "all registers"
+            if row.amount_field == CLEAR_ALL_REGISTERS
+            else f"register {row.amount_field}"
+        )
+        return f"clear credit ({target})"
+    if subclass is ManagementSubclass.CLEAR_TAMPER:
+        return "clear tamper condition"
+    if subclass is ManagementSubclass.SET_MAX_POWER:
+        return f"set maximum power limit {row.amount_field} W"
+    return f"management subclass {row.subclass} value {row.amount_field}"
+
+
+def entry(row: TokenRecord, sections: int = 0) -> dict[str, Any]:
+    """One token of a result."""
+    return {
+        "position": row.position,
+        "kind": row.kind.value,
+        "what": what(row, sections),
+        "class": TokenClass(row.token_class).name.lower(),
+        "subclass": row.subclass,
+        "tid": row.tid,
+        "base_date": row.base_date,
+        "digits": row.digits,
+        "display": group_digits(row.digits),
+    }
+
+
+def describe_batch(session: Session, rows: list[TokenRecord], *, replayed: bool) -> dict[str, Any]:
+    """A batch as the command line prints it and the API returns it, the same every time."""
+    meter = _meter_of(session, rows)
+    customer = session.get_one(Customer, rows[0].customer_id)
+    operator = session.get_one(Operator, rows[0].operator_id)
+    sections = sum(1 for row in rows if row.kind is TokenKind.KEY_CHANGE)
+    assert meter.sts_ea is not None
+    result: dict[str, Any] = {
+        "request_id": rows[0].request_id,
+        "replayed": replayed,
+        "meter": meter.sts_pan,
+        "meter_no": meter.meter_no,
+        "customer_no": customer.customer_no,
+        "issued_at": rows[0].issued_at.isoformat(),
+        "operator": operator.username,
+        "tables": describe_tables(meter.sts_ea, meter.sts_tables),
+        "key_change": sections > 0,
+        "tokens": [entry(row, sections) for row in rows],
+    }
+    sale_id = rows[-1].sale_id
+    if sale_id is not None:
+        sale = session.get_one(Sale, sale_id)
+        energy = sale.breakdown.get("energy") or {}
+        money = pricing.format_money
+        result["sale"] = {
+            "id": sale.id,
+            "status": str(sale.status),
+            "tariff": sale.breakdown.get("tariff"),
+            "tendered": money(sale.tendered),
+            "fixed_charge": money(sale.fixed_charge),
+            "months": sale.breakdown.get("months") or [],
+            "tax": money(sale.tax),
+            "credit": money(sale.credit),
+        }
+        result["energy"] = {
+            "kwh": tenths_text(int(energy.get("vended_tenths", 0))),
+            "bought_kwh": tenths_text(int(energy.get("bought_tenths", 0))),
+            "month_before_kwh": tenths_text(int(energy.get("month_before_tenths", 0))),
+            "unvended": money(int(energy.get("unvended", 0))),
+            "basis": energy.get("basis"),
+        }
+    return result
