@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cardcenter.cards.models import Card
 from cardcenter.cli.context import add_common, emit, money_arg, sessions_of
@@ -114,25 +116,44 @@ def run_add(args: argparse.Namespace) -> int:
         raise InvalidInputError(option, "is for keypad meters: add --keypad")
     if args.meter_no is None:
         raise InvalidInputError("meter number", "give the card meter's 12 digits with --meter-no")
+    return _open_account(
+        args,
+        config,
+        services.open_account,
+        meter_no=args.meter_no,
+        kind=MeterKind.CARD,
+        ct_ratio=args.ct,
+        pt_ratio=args.pt,
+    )
+
+
+def _open_account(
+    args: argparse.Namespace,
+    config: Config,
+    opener: Callable[..., Customer],
+    *,
+    describe: Callable[[Session, Customer, dict[str, Any]], None] | None = None,
+    **meter: Any,
+) -> int:
+    """Open an account with the options every kind of meter shares, and print it."""
     with sessions_of(args) as sessions, transaction(sessions) as session:
         category = get_or_create_category(session, args.category)
         tariff = find_tariff(session, args.tariff) if args.tariff else None
-        customer = services.open_account(
+        customer = opener(
             session,
             name=args.name,
-            meter_no=args.meter_no,
             category_id=category.id,
             tariff=tariff,
             customer_no=args.customer_no,
             address=args.address,
             phone=args.phone,
             site=config.site,
-            kind=MeterKind.CARD,
-            ct_ratio=args.ct,
-            pt_ratio=args.pt,
+            **meter,
         )
         tariff_of(session, customer)  # refuse an account nothing can be sold to
         result = account(session, customer)
+        if describe is not None:
+            describe(session, customer, result)
     return emit(args, result)
 
 
@@ -147,35 +168,27 @@ def run_add_keypad(args: argparse.Namespace, config: Config) -> int:
                 f"--{name}",
                 "a keypad meter needs its STS identity: give --pan, --sgc, --ti, --krn and --kt",
             )
-    tables = configured_tables()
-    with sessions_of(args) as sessions, transaction(sessions) as session:
-        category = get_or_create_category(session, args.category)
-        tariff = find_tariff(session, args.tariff) if args.tariff else None
-        customer = services.open_keypad_account(
-            session,
-            name=args.name,
-            category_id=category.id,
-            pan=args.pan,
-            sgc=args.sgc,
-            ti=args.ti,
-            krn=args.krn,
-            kt=args.kt,
-            base_date=args.base_date,
-            ea=args.ea,
-            dkga=args.dkga,
-            tables=tables,
-            meter_no=args.meter_no,
-            tariff=tariff,
-            customer_no=args.customer_no,
-            address=args.address,
-            phone=args.phone,
-            site=config.site,
-        )
-        tariff_of(session, customer)  # refuse an account nothing can be sold to
-        result = account(session, customer)
+
+    def identity(session: Session, customer: Customer, result: dict[str, Any]) -> None:
         meter = services.active_meter(session, customer, MeterKind.KEYPAD)
         result["sts"] = describe_identity(meter)
-    return emit(args, result)
+
+    return _open_account(
+        args,
+        config,
+        services.open_keypad_account,
+        describe=identity,
+        pan=args.pan,
+        sgc=args.sgc,
+        ti=args.ti,
+        krn=args.krn,
+        kt=args.kt,
+        base_date=args.base_date,
+        ea=args.ea,
+        dkga=args.dkga,
+        tables=configured_tables(),
+        meter_no=args.meter_no,
+    )
 
 
 def run_show(args: argparse.Namespace) -> int:
