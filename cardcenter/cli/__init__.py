@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cardcenter.cli import accounts, cards, demo, reports, setup, tokens
+    from cardcenter.cli import accounts, cards, demo, reports, serve, setup, tokens
 
     parser = argparse.ArgumentParser(
         prog="cardcenter",
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.register(sub)
     reports.register(sub)
     demo.register(sub)
+    serve.register(sub)
     return parser
 
 

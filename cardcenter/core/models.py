@@ -2,7 +2,7 @@
 
 from cardcenter.cards.models import Card, CardStatus
 from cardcenter.customers.models import Category, Customer, Meter
-from cardcenter.operators.models import Operator
+from cardcenter.operators.models import ApiClient, AuditEntry, Operator, Shift
 from cardcenter.reconciliation.models import Finding, MonthlyUsage, Reconciliation, WriteBackRecord
 from cardcenter.sales.ledger import JournalEntry
 from cardcenter.sales.models import Sale
@@ -10,6 +10,8 @@ from cardcenter.tariffs.models import Tariff, TariffVersion
 from cardcenter.tokens.models import TokenRecord
 
 __all__ = [
+    "ApiClient",
+    "AuditEntry",
     "Card",
     "CardStatus",
     "Category",
@@ -21,6 +23,7 @@ __all__ = [
     "Operator",
     "Reconciliation",
     "Sale",
+    "Shift",
     "Tariff",
     "TariffVersion",
     "TokenRecord",

@@ -1,0 +1,56 @@
+"""The audit trail from a request: who (operator or API client), what, to what, from where.
+
+``audit("sale.confirm", f"sale:{sale_id}", amount="100.00")`` adds an
+:class:`~cardcenter.operators.models.AuditEntry` to the request's session;
+it is written when the view commits, together with what it records, so an
+action and its audit entry land or fail together. An action whose own
+transaction is a desk flow (committed already) is audited after it, and the
+view commits the entry.
+
+Nothing here updates or deletes an entry, and nothing may: the ORM and the
+database both refuse it (see :mod:`cardcenter.operators.models`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g, has_request_context, request
+
+from cardcenter.operators.models import AuditEntry
+from cardcenter.web.db import session
+
+MAX_SUBJECT = 64
+MAX_ACTION = 64
+
+
+def audit(
+    action: str,
+    subject: str | None = None,
+    *,
+    operator_id: int | None = None,
+    api_client_id: int | None = None,
+    **detail: Any,
+) -> AuditEntry:
+    """Record ``action`` on ``subject`` in the request's session (committed by the view).
+
+    The operator (or the API client, once the JSON API sets
+    ``g.api_client``) defaults to whoever is logged in; ``detail`` must be
+    JSON-serialisable (money as text, times as ISO strings). Never put a
+    password or a secret in it.
+    """
+    if operator_id is None and api_client_id is None:
+        operator = g.get("operator")
+        client = g.get("api_client")
+        operator_id = operator.id if operator is not None else None
+        api_client_id = client.id if client is not None else None
+    entry = AuditEntry(
+        action=action[:MAX_ACTION],
+        subject=subject[:MAX_SUBJECT] if subject else None,
+        operator_id=operator_id,
+        api_client_id=api_client_id,
+        detail=detail,
+        remote_addr=(request.remote_addr or None) if has_request_context() else None,
+    )
+    session().add(entry)
+    return entry
