@@ -85,36 +85,49 @@ def date_filter(value: datetime | None, format: str = "medium") -> str:
 
 
 def compile_translations(source: Path = TRANSLATIONS, target: Path | None = None) -> Path:
-    """Compile every ``.po`` under ``source`` whose ``.mo`` is missing or older; the directory used.
+    """Compile each locale's ``.po`` files into its ``messages.mo``; the directory used.
 
-    The ``.mo`` files go next to the ``.po`` files, or under ``target`` when
-    the package directory cannot be written (an installed package).
-    Written to a temporary file and renamed, so two processes starting at
-    once never read half a catalogue.
+    A locale's catalogue is ``messages.po`` plus one ``.po`` per part of the
+    application (``customers.po``, ``api.po``...), merged in that order, so
+    the parts are translated in files of their own. It is compiled when
+    missing or older than any of them. The ``.mo`` files go next to the
+    ``.po`` files, or under ``target`` when the package directory cannot be
+    written (an installed package). Written to a temporary file and renamed,
+    so two processes starting at once never read half a catalogue.
     """
     directory = source
-    for po in sorted(source.glob("*/LC_MESSAGES/*.po")):
-        mo = po.with_suffix(".mo")
-        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
-            continue
+    for messages in sorted(source.glob("*/LC_MESSAGES")):
         try:
-            _write_catalogue(po, mo)
+            _compile_locale(messages, messages / "messages.mo")
         except OSError:
             if target is None:
                 raise
             directory = target
             break
     if directory is target and target is not None:
-        for po in sorted(source.glob("*/LC_MESSAGES/*.po")):
-            mo = target / po.relative_to(source).with_suffix(".mo")
-            if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
-                _write_catalogue(po, mo)
+        for messages in sorted(source.glob("*/LC_MESSAGES")):
+            _compile_locale(messages, target / messages.relative_to(source) / "messages.mo")
     return directory
 
 
-def _write_catalogue(po: Path, mo: Path) -> None:
-    with po.open("rb") as source:
-        catalogue = read_po(source, locale=po.parent.parent.name)
+def _compile_locale(messages: Path, mo: Path) -> None:
+    parts = sorted(messages.glob("*.po"), key=lambda po: (po.name != "messages.po", po.name))
+    if not parts:
+        return
+    if mo.exists() and all(mo.stat().st_mtime >= po.stat().st_mtime for po in parts):
+        return
+    locale = messages.parent.name
+    catalogue = None
+    for po in parts:
+        with po.open("rb") as source:
+            part = read_po(source, locale=locale)
+        if catalogue is None:
+            catalogue = part
+            continue
+        for message in part:
+            if message.id:
+                catalogue[message.id] = message
+    assert catalogue is not None
     mo.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=mo.parent, prefix=".mo-")
     try:

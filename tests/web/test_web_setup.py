@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from babel.messages.mofile import read_mo
 from flask import Flask, g
 from sqlalchemy import select
 from web_support import add_web_operator
@@ -60,19 +61,35 @@ def test_translations_are_compiled_when_missing_or_older(
     assert mo.stat().st_mtime >= po.stat().st_mtime  # made again, being older
     # a package directory nobody may write to: compiled into the data directory instead
     os.utime(mo, (1, 1))
-    write = i18n._write_catalogue
+    write = i18n._compile_locale
 
-    def read_only_package(po_file: Path, mo_file: Path) -> None:
+    def read_only_package(messages: Path, mo_file: Path) -> None:
         if mo_file.is_relative_to(source):
             raise PermissionError(13, "Permission denied", str(mo_file))
-        write(po_file, mo_file)
+        write(messages, mo_file)
 
-    monkeypatch.setattr(i18n, "_write_catalogue", read_only_package)
+    monkeypatch.setattr(i18n, "_compile_locale", read_only_package)
     target = tmp_path / "data"
     assert compile_translations(source, target) == target
     assert (target / "zh_Hans_CN" / "LC_MESSAGES" / "messages.mo").exists()
     with pytest.raises(PermissionError):
         compile_translations(source)
+
+
+def test_a_part_of_the_application_brings_its_own_translations(tmp_path: Path) -> None:
+    source = tmp_path / "translations"
+    shutil.copytree(TRANSLATIONS, source, ignore=shutil.ignore_patterns("*.mo"))
+    messages = source / "zh_Hans_CN" / "LC_MESSAGES"
+    (messages / "zz_part.po").write_text(
+        'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+        'msgid "Top up"\nmsgstr "充值"\n',
+        encoding="utf-8",
+    )
+    compile_translations(source)
+    with (messages / "messages.mo").open("rb") as mo:
+        catalogue = read_mo(mo)
+    assert catalogue["Top up"].string == "充值"
+    assert len(catalogue) > 2  # messages.po is in it too
 
 
 def test_the_desk_is_the_logged_in_operators(web_app: Flask) -> None:
