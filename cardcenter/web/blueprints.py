@@ -35,11 +35,27 @@ class Section:
 
 def sections() -> tuple[Section, ...]:
     """The application's parts (imported here, when the application is made)."""
-    from cardcenter.web import auth, dashboard, operators
+    from cardcenter.web import (
+        api,
+        auth,
+        customers,
+        dashboard,
+        operators,
+        reports,
+        selling,
+        shifts,
+        tariffs,
+    )
 
     SECTIONS: tuple[Section, ...] = (
         auth.SECTION,
         dashboard.SECTION,
+        selling.SECTION,
+        customers.SECTION,
+        shifts.SECTION,
+        tariffs.SECTION,
+        reports.SECTION,
         operators.SECTION,
+        api.SECTION,
     )
     return SECTIONS
