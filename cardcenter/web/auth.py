@@ -90,6 +90,8 @@ def login_required(view: F) -> F:
             return _login_needed()
         return view(*args, **kwargs)
 
+    # the role a view needs, for the role tests (a require_role inside stays)
+    wrapped.required_role = getattr(view, "required_role", Role.CASHIER)  # type: ignore[attr-defined]
     return wrapped  # type: ignore[return-value]
 
 
@@ -113,6 +115,7 @@ def require_role(role: Role) -> Callable[[F], F]:
                 )
             return view(*args, **kwargs)
 
+        wrapped.required_role = role  # type: ignore[attr-defined]  # read by the role tests
         return wrapped  # type: ignore[return-value]
 
     return decorate
