@@ -78,6 +78,7 @@ from cardcenter.web.audit import audit
 from cardcenter.web.auth import current_operator, login_required, require_role
 from cardcenter.web.blueprints import NavItem, Section
 from cardcenter.web.i18n import _, _l, money
+from cardcenter.web.shifts import require_open_shift
 from cardcenter.web.state import state
 from cardlayout.errors import CardLayoutError, NoReaderError, NoServiceError
 from cardlayout.vcard.cos import serial_from_atr
@@ -259,6 +260,7 @@ def card_confirm() -> ResponseReturnValue:
         "label": _("Repeat the sale"),
         "card": True,
     }
+    require_open_shift()
     desk = db.desk()
     try:
         with state().reader.channel() as channel:
@@ -409,6 +411,7 @@ def token_vend() -> ResponseReturnValue:
             raise FormError("request id", _("This form has no request id: start the sale again."))
     except FormError as exc:
         return _token_page(form.get("pan", ""), form.get("amount", ""), str(exc), 400)
+    require_open_shift()
     desk = db.desk()
     try:
         result = tokens.vend(desk, pan, tendered, request_id)

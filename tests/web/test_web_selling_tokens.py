@@ -20,6 +20,7 @@ from cardcenter.customers.services import open_keypad_account
 from cardcenter.operators.models import Role
 from cardcenter.sales.models import Sale, SaleKind
 from cardcenter.tokens.models import TokenRecord
+from cardcenter.web.shifts import REQUIRE_SHIFT
 from cardcenter.web.state import state
 from cardlayout.sts.identity import BaseDate, EncryptionAlgorithm, KeyGeneration, MeterIdentity
 from cardlayout.sts.vending import store_decoder_key
@@ -186,3 +187,20 @@ def test_an_unknown_meter_is_said_so_on_the_form(
     )
     assert answer.status_code == 404 and f"no keypad meter has PAN {other}" in answer.text
     assert client.get(f"/sell/token?pan={PAN}").status_code == 200
+
+
+def test_with_shifts_required_no_token_is_sold_outside_a_shift(
+    web_app: Flask, client: FlaskClient, login: Login, keypad: KeypadMeter
+) -> None:
+    web_app.config[REQUIRE_SHIFT] = True
+    login(client, "mei")
+    fields = {"pan": PAN, "amount": "100", "request_id": "web-shiftless"}
+    answer = client.post("/sell/token/vend", data={"csrf_token": csrf_token(client), **fields})
+    assert answer.status_code == 409 and "Open a shift" in answer.text
+    with state(web_app).sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Sale)) == 0
+    opened = client.post(
+        "/shifts/open", data={"csrf_token": csrf_token(client), "opening_float": "50"}
+    )
+    assert opened.status_code in (200, 302), opened.text
+    assert "/sell/sales/" in vend(client, fields)
