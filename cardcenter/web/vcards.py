@@ -55,6 +55,13 @@ class VirtualCardTray:
             return None
         return self._serial
 
+    @property
+    def card(self) -> VirtualCard | None:
+        """The virtual card in the reader (tests arm a tear on it to pull it mid-write)."""
+        bridge = self._bridge
+        card = bridge.card if bridge is not None and bridge.is_inserted else None
+        return card if isinstance(card, VirtualCard) else None
+
     def cards(self) -> list[TrayCard]:
         """Every card in the tray, oldest first, and which one is in the reader."""
         if not self.directory.is_dir():

@@ -349,7 +349,8 @@ class VpcdBridge:
         so that a :meth:`insert` right after could go unnoticed by pcscd. If no
         poll comes (pcscd hung), the card is pulled anyway after a timeout.
 
-        Safe to call when the card is already out. Called from the serving
+        Safe to call when the card is already out (after a tear it still
+        returns only once pcscd can have seen the reader empty). Called from the serving
         thread itself (a signal handler during :meth:`serve_forever`), it only
         asks for the removal and returns.
         """
@@ -372,6 +373,10 @@ class VpcdBridge:
             with self._lock:
                 if self._thread is thread:
                     self._thread = None
+        # A card torn earlier left at once, outside pcscd's poll: wait out that
+        # poll here too, so whatever is inserted next (this card or a new
+        # bridge's) is seen as a new card.
+        self._let_pcscd_see_the_tear()
 
     # -- serving -------------------------------------------------------------
 
