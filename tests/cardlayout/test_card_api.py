@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import CUSTOMER_NO, METER_NO, SERIAL, connect, opening_write, sample_parameters
+from card_support import CUSTOMER_NO, METER_NO, SERIAL, connect, opening_write, sample_parameters
 
 from cardlayout.apdu.status import AuthenticationFailedError
 from cardlayout.card.operations import (

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Iterator
 
 import pytest
-from conftest import CUSTOMER_NO, METER_NO, SERIAL, opening_write, sample_parameters
+from card_support import CUSTOMER_NO, METER_NO, SERIAL, opening_write, sample_parameters
 
 from cardlayout.card.operations import (
     PurchaseWrite,

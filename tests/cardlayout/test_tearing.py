@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import CUSTOMER_NO, METER_NO, SERIAL, connect, reconnect, sample_parameters
+from card_support import CUSTOMER_NO, METER_NO, SERIAL, connect, reconnect, sample_parameters
 
 from cardlayout.card.operations import (
     PurchaseWrite,

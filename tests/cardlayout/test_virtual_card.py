@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SERIAL
+from card_support import SERIAL
 
 from cardlayout.apdu import commands
 from cardlayout.apdu.apdu import CommandApdu, ResponseApdu
@@ -108,7 +108,7 @@ def test_replayed_update_is_refused(personalised_image: CardImage, card_keys: Ca
 def test_meter_key_may_write_write_back_but_not_purse(
     issued_image: CardImage, card_keys: CardKeys
 ) -> None:
-    from conftest import METER_NO
+    from card_support import METER_NO
 
     card = powered(issued_image)
     messaging = authenticate(card, 2, card_keys.meter_card_key(METER_NO))
@@ -209,7 +209,7 @@ def test_image_file_round_trip_and_atomic_save(
 
 
 def test_every_write_is_kept_in_the_image(tmp_path: Path, card_keys: CardKeys) -> None:
-    from conftest import connect
+    from card_support import connect
 
     from cardlayout.card.operations import personalise
 
