@@ -1,6 +1,6 @@
 // The customer pages: the desk's reader shown live on the card forms (with a button that
 // puts a new blank virtual card in the virtual reader), the account form's card/keypad
-// fields, and card forms that cannot be sent twice while the card is being written.
+// fields (card forms are sent once: data-once, static/app.js).
 "use strict";
 
 (function () {
@@ -13,20 +13,7 @@
     let busy = false;
 
     const show = (status) => {
-      stateEl.classList.remove("present", "unreachable");
-      if (status.error) {
-        stateEl.textContent = text.textUnreachable + " " + status.error;
-        stateEl.classList.add("unreachable");
-      } else if (status.present) {
-        stateEl.textContent = status.serial
-          ? text.textPresent.replace("{serial}", status.serial)
-          : text.textForeign;
-        stateEl.classList.add("present");
-      } else {
-        stateEl.textContent = text.textEmpty;
-      }
-      stateEl.dataset.present = status.present ? "yes" : "no";
-      stateEl.dataset.serial = status.serial || "";
+      cc.showReader(stateEl, text, status);
       if (virtual) virtual.hidden = !status.virtual;
     };
 
@@ -82,19 +69,4 @@
     issue.addEventListener("change", update);
     update();
   }
-
-  // A form that writes a card is sent once: the button waits for the answer.
-  document.querySelectorAll("form.card-flow, #account-form").forEach((form) => {
-    form.addEventListener("submit", (event) => {
-      if (form.dataset.sent === "yes") {
-        event.preventDefault();
-        return;
-      }
-      form.dataset.sent = "yes";
-      form.querySelectorAll("button[type=submit]").forEach((button) => {
-        button.disabled = true;
-        if (form.dataset.busyText) button.textContent = form.dataset.busyText;
-      });
-    });
-  });
 })();

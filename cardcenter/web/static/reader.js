@@ -14,20 +14,7 @@
 
   function show(status) {
     nameEl.textContent = status.reader || "";
-    stateEl.classList.remove("present", "unreachable");
-    if (status.error) {
-      stateEl.textContent = text.textUnreachable + " " + status.error;
-      stateEl.classList.add("unreachable");
-    } else if (status.present) {
-      stateEl.textContent = status.serial
-        ? text.textPresent.replace("{serial}", status.serial)
-        : text.textForeign;
-      stateEl.classList.add("present");
-    } else {
-      stateEl.textContent = text.textEmpty;
-    }
-    stateEl.dataset.present = status.present ? "yes" : "no";
-    stateEl.dataset.serial = status.serial || "";
+    cc.showReader(stateEl, text, status);
     tray.hidden = !status.virtual;
     if (status.virtual) showTray(status.tray || []);
   }
