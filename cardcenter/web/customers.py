@@ -19,14 +19,12 @@ repeated here. What the views add is what an operator at a desk needs:
   account closed.
 
 The customer page draws the consumption read back from the cards as a
-server-side SVG bar chart (the pages allow no script from elsewhere and no
-inline script, so no chart library): months from the meters' frozen monthly
-usage, else the reconciled energy by month.
+server-side SVG bar chart (:mod:`cardcenter.web.charts`, no script): months
+from the meters' frozen monthly usage, else the reconciled energy by month.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from collections import defaultdict
@@ -81,6 +79,7 @@ from cardcenter.web import db
 from cardcenter.web.audit import audit
 from cardcenter.web.auth import current_operator, require_role
 from cardcenter.web.blueprints import NavItem, Section
+from cardcenter.web.charts import Chart, bar_chart
 from cardcenter.web.i18n import _, _l
 from cardcenter.web.state import state
 from cardlayout.codec.money import parse_decimal
@@ -258,86 +257,29 @@ def in_reader() -> ResponseReturnValue:
 
 
 @dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    month: str
-    value: str
+class Consumption:
+    """The customer page's consumption chart and the facts written beside it."""
 
-
-@dataclass(frozen=True)
-class Tick:
-    y: float
-    label: str
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A bar chart laid out for the template's ``<svg>`` (view box coordinates)."""
-
-    width: int
-    height: int
-    left: int
-    bottom: float
-    right: int
-    bars: tuple[Bar, ...]
-    ticks: tuple[Tick, ...]
+    chart: Chart
     source: str
     """``monthly`` (the meters' frozen monthly usage) or ``reconciled`` (energy by reading)."""
     unit: str
     total: str
-    label_every: int
-    """Every how many bars a month is written under the axis (at most 12 labels)."""
 
 
-def _nice_top(largest: int) -> tuple[int, int]:
-    """A round axis top above ``largest`` and its step (1, 2 or 5 times a power of ten)."""
-    if largest <= 0:
-        return 100, 25
-    raw = largest / 4
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    return step * math.ceil(largest / step), step
+CHART_WIDTH = 720
 
 
-def consumption_chart(months: list[tuple[str, int]], source: str, unit: str) -> Chart | None:
+def consumption_chart(months: list[tuple[str, int]], source: str, unit: str) -> Consumption | None:
     """``months`` (``YYYY-MM``, 0.01 units), oldest first, laid out as bars; None if empty."""
     if not months:
         return None
-    width, height, left, right, top, bottom = 720, 260, 64, 12, 12, 220
-    top_value, step = _nice_top(max(q for _m, q in months))
-    slot = (width - left - right) / len(months)
-    bar = max(slot * 0.7, 1.0)
-    scale = (bottom - top) / top_value
-    bars = tuple(
-        Bar(
-            x=round(left + i * slot + (slot - bar) / 2, 2),
-            y=round(bottom - q * scale, 2),
-            width=round(bar, 2),
-            height=round(q * scale, 2),
-            month=month,
-            value=_quantity(q),
-        )
-        for i, (month, q) in enumerate(months)
-    )
-    ticks = tuple(
-        Tick(y=round(bottom - v * scale, 2), label=_quantity(v))
-        for v in range(0, top_value + 1, step)
-    )
-    return Chart(
-        width=width,
-        height=height,
-        left=left,
-        bottom=bottom,
-        right=width - right,
-        bars=bars,
-        ticks=ticks,
+    chart = bar_chart(_("Consumption by month"), months, _quantity, width=CHART_WIDTH)
+    return Consumption(
+        chart=chart,
         source=source,
         unit=unit,
         total=_quantity(sum(q for _m, q in months)),
-        label_every=max(1, math.ceil(len(months) / 12)),
     )
 
 
@@ -401,7 +343,7 @@ def show(customer_id: int) -> ResponseReturnValue:
     meter_ids = [m.id for m in meters]
     months, source = consumption_of(session, meter_ids)
     utility = meters[-1].utility if meters else "electricity"
-    chart = consumption_chart(months, source, UNITS.get(utility, ""))
+    consumption = consumption_chart(months, source, UNITS.get(utility, ""))
     reconciliations = list(
         session.scalars(
             select(Reconciliation)
@@ -430,7 +372,7 @@ def show(customer_id: int) -> ResponseReturnValue:
         cards=cards,
         sales=sales,
         operators=operators,
-        chart=chart,
+        consumption=consumption,
         reconciliations=reconciliations,
         findings=findings,
         open_findings=sum(1 for f in findings if f.status == FindingStatus.OPEN),

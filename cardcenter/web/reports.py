@@ -6,10 +6,9 @@ command line prints: a page shows its rows, totals and a bar chart, and
 :func:`cardcenter.reports.export.to_csv` writes them. Filters come from the
 query string (a bookmarkable page); a bad one names its field on the page.
 
-Charts are drawn on the server as SVG (:func:`bar_chart` lays the bars out,
-``templates/reports/_chart.html`` draws them): no script, no chart library,
-nothing from a CDN, and colours come from ``static/reports.css`` because the
-Content-Security-Policy allows no inline style.
+Charts are drawn on the server as SVG by :mod:`cardcenter.web.charts`
+(:func:`~cardcenter.web.charts.bar_chart` lays the bars out,
+``templates/_chart.html`` draws them, ``static/charts.css`` colours them).
 
 Days in the sales report are UTC days, as the books keep them. Cashiers
 may read every report; closing a finding needs a supervisor.
@@ -22,8 +21,6 @@ the dashboard only includes that template.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -44,6 +41,7 @@ from cardcenter.web import db
 from cardcenter.web.audit import audit
 from cardcenter.web.auth import current_operator, login_required, require_role
 from cardcenter.web.blueprints import NavItem, Section
+from cardcenter.web.charts import Chart, bar_chart
 from cardcenter.web.i18n import _, _l, datetime_filter, money
 from cardcenter.web.state import state
 from cardlayout.codec.money import parse_decimal
@@ -130,126 +128,6 @@ UTILITY_NAMES = {"electricity": _l("electricity"), "water": _l("water"), "gas": 
 MAX_PAGE_ROWS = 500
 """Rows shown on a page; the CSV has them all."""
 DEFAULT_SALES_DAYS = 30
-
-
-# ---------------------------------------------------------------- charts
-
-
-@dataclass(frozen=True)
-class Bar:
-    label: str
-    text: str
-    """The value as shown (``1,234.50``)."""
-    value: int
-    x: float
-    y: float
-    width: float
-    height: float
-    labelled: bool
-    """Whether its label is written under it (not every one fits)."""
-
-
-@dataclass(frozen=True)
-class Tick:
-    y: float
-    text: str
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A bar chart laid out in SVG user units (``viewBox="0 0 width height"``)."""
-
-    title: str
-    width: int
-    height: int
-    left: int
-    right: int
-    top: int
-    bottom: int
-    zero: float
-    """The y of the value 0 (the axis the bars stand on)."""
-    bars: tuple[Bar, ...]
-    ticks: tuple[Tick, ...]
-    slanted: bool
-    """Labels are turned 40° (when they do not fit under their bars)."""
-
-
-BAND = 56
-"""SVG units per bar when the chart sizes itself."""
-MIN_WIDTH, MAX_WIDTH = 480, 1040
-CHAR_WIDTH = 7.2
-"""About the width of one character of a 12 px label (reports.css), to know whether it fits."""
-SLANT_SINE, SLANT_COSINE = 0.65, 0.77
-"""sin and cos 40°: how far down and left a label turned 40° reaches, per unit of its length."""
-
-
-def _nice_step(span: int, steps: int = 4) -> int:
-    """A round step (1, 2 or 5 times a power of ten, at least 1) for ``span`` in ``steps``."""
-    raw = max(span / steps, 1.0)
-    power = 10 ** math.floor(math.log10(raw))
-    for factor in (1, 2, 5, 10):
-        if factor * power >= raw:
-            return int(factor * power)
-    return int(10 * power)  # pragma: no cover - the loop always returns
-
-
-def bar_chart(
-    title: str,
-    points: list[tuple[str, int]],
-    fmt: Callable[[int], str],
-    *,
-    width: int | None = None,
-    plot_height: int = 200,
-) -> Chart:
-    """Lay out one bar per ``(label, value)`` (integers in the report's units).
-
-    The value axis runs from 0 (or the lowest negative value) to a round
-    number above the highest, with about four gridlines labelled by ``fmt``.
-    The chart is as wide as its bars need (``BAND`` each, within
-    ``MIN_WIDTH`` and ``MAX_WIDTH``) unless ``width`` is given; labels are
-    thinned to about 16, and turned when they do not fit under their bar.
-    """
-    count = max(len(points), 1)
-    left, right, top = 76, 12, 12
-    if width is None:
-        width = min(max(left + right + BAND * count, MIN_WIDTH), MAX_WIDTH)
-    band = (width - left - right) / count
-    every = max(1, math.ceil(len(points) / 16))
-    longest = max((len(label) for label, _v in points), default=0) * CHAR_WIDTH
-    slanted = longest > band * every - 4
-    bottom = min(math.ceil(longest * SLANT_SINE) + 24, 150) if slanted else 28
-    if slanted:  # the first label reaches left, under the value axis' labels
-        left = max(left, math.ceil(longest * SLANT_COSINE - band / 2) + 4)
-        band = (width - left - right) / count
-    height = top + plot_height + bottom
-    values = [value for _label, value in points] or [0]
-    low, high = min(0, *values), max(0, *values)
-    step = _nice_step(high - low if high > low else 1)
-    low = math.floor(low / step) * step
-    high = max(math.ceil(high / step) * step, low + step)
-
-    def y_of(value: int) -> float:
-        return round(top + plot_height * (high - value) / (high - low), 2)
-
-    ticks = tuple(Tick(y_of(v), fmt(v)) for v in range(low, high + 1, step))
-    zero = y_of(0)
-    bar_w = min(band * 0.7, 48)
-    bars = []
-    for index, (label, value) in enumerate(points):
-        y = y_of(value)
-        bars.append(
-            Bar(
-                label=label,
-                text=fmt(value),
-                value=value,
-                x=round(left + band * index + (band - bar_w) / 2, 2),
-                y=min(y, zero),
-                width=round(bar_w, 2),
-                height=round(abs(zero - y), 2),
-                labelled=index % every == 0,
-            )
-        )
-    return Chart(title, width, height, left, right, top, bottom, zero, tuple(bars), ticks, slanted)
 
 
 def _count(value: int) -> str:

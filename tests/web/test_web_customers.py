@@ -256,9 +256,9 @@ def test_the_customer_page_shows_account_meters_cards_sales_chart_and_findings(
     assert "Li Wei" in page and METER_NO in page and "5A00000000001234" in page
     assert "flat" in page and "category default" in page
     # the chart: one bar per month, oldest first, in an SVG drawn by the server
-    svg = page[page.index('<svg class="chart" id="consumption-chart"') : page.index("</svg>")]
-    assert re.findall(r'data-month="([\d-]+)"', svg) == ["2026-01", "2026-02", "2026-03"]
-    assert re.findall(r'data-value="([^"]+)"', svg) == ["210", "180.5", "0"]
+    svg = page[page.index('<figure class="chart" id="consumption-chart"') : page.index("</svg>")]
+    assert re.findall(r'data-label="([\d-]+)"', svg) == ["2026-01", "2026-02", "2026-03"]
+    assert re.findall(r"<title>[\d-]+: ([^<\s]+)", svg) == ["210", "180.5", "0"]
     assert svg.count("<rect") == 3 and "kWh" in svg
     assert "<script" not in page.split("</main>")[0]  # nothing inline (the CSP allows none)
     # sales, latest first, each with its receipt link
