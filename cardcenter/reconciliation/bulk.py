@@ -2,10 +2,12 @@
 
 The records are JSON lines (``cardmeter.fleet``'s stored-record format:
 ``meter_no``, ``customer_no``, ``card_serial``, and the whole EF05 and EF06
-files as hex). Each record is decoded with the card's own codecs, its two
-MACs verified under the meter's key (:func:`verify_meter_report`), matched
-to a meter of the books and reconciled by the same rules as a card read at
-the desk (:func:`cardcenter.reconciliation.services.assess`).
+files as hex). Each record is decoded (the card codecs' values, read
+quickly: :func:`decode_write_back`), its two MACs verified under the
+meter's key as :func:`verify_meter_report` does (the batch's keys derived
+at once, the MACs over the files' bytes: :func:`verify_meter_files`),
+matched to a meter of the books and reconciled by the same rules as a card
+read at the desk (:func:`cardcenter.reconciliation.services.assess`).
 
 A utility imports a whole fleet at once (100 000 meters and more), so the
 database work is done set-wise, a batch at a time: the batch's meters,
@@ -15,12 +17,17 @@ appears twice in a batch is reconciled in ``written_at`` order against its
 own previous record), and the results are written with one statement per
 table. Each batch is one transaction, committed before the next begins, so
 an interrupted import keeps what it finished, and running it again skips
-those records as duplicates: they are stored by the digest of their bytes,
-which is looked up before the MACs are checked (bytes stored were verified
-when they were stored), so a re-run costs little.
+those records as duplicates: they are stored by the digest of their bytes
+(bytes stored were verified when they were stored).
 
-The MACs are checked before the batch's transaction begins, so the
-database is held only for the reading and writing of the books.
+Checking a record (JSON, decoding, key, MACs) needs no database and costs
+about as much as writing it, so the two run side by side: a forked process
+checks batch n + 1 while this one writes batch n (:class:`_Checker`), and a
+batch's commit, mostly the database's own work, overlaps the receiving of
+the next (:class:`_Committer`). The database is held only for the reading
+and writing of the books. With a key store a fork may not use (a PKCS#11
+token) the batches are checked here, and the digests already stored are
+looked up first so that a re-run skips their MACs.
 
 A bad line (not JSON, bad hex, a malformed file, a MAC that does not verify,
 an unknown meter, a meter bound to another customer) is refused with its line
@@ -36,12 +43,17 @@ import contextlib
 import functools
 import gc
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+import multiprocessing
+import operator
+import signal
+from collections.abc import Callable, Container, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Table, and_, select
+from sqlalchemy import JSON, Column, Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cardcenter.core.db import Base, UTCDateTime, utcnow
@@ -74,9 +86,9 @@ from cardcenter.reconciliation.services import (
 )
 from cardcenter.sales import ledger
 from cardcenter.sales.models import IN_TRANSIT, Sale, SaleStatus
-from cardlayout.card.operations import verify_meter_report
+from cardlayout.card.operations import decode_history, decode_write_back, verify_meter_files
 from cardlayout.errors import CardLayoutError, SecurityError
-from cardlayout.files import HISTORY, WRITE_BACK, History, MeterStatus, WriteBack
+from cardlayout.files import History, MeterStatus, WriteBack
 from cardlayout.security.diversify import CardKeys
 
 __all__ = ["ImportSummary", "import_records"]
@@ -103,6 +115,15 @@ class ImportSummary:
     refused: list[tuple[int, str]] = field(default_factory=list)
     findings: int = 0
 
+    def add(self, other: ImportSummary) -> None:
+        """Count ``other`` (a later batch) in."""
+        self.records += other.records
+        self.reconciled += other.reconciled
+        self.duplicates += other.duplicates
+        self.stale += other.stale
+        self.refused += other.refused
+        self.findings += other.findings
+
 
 @dataclass(slots=True)
 class _Line:
@@ -128,6 +149,17 @@ class _Parsed:
     raw_history: bytes | None
     serial: str
     digest: str
+
+
+@dataclass(slots=True)
+class _Checked:
+    """A batch's lines after :func:`_check`: what the books are needed for next."""
+
+    parsed: list[_Parsed] = field(default_factory=list)
+    refused: list[tuple[int, str | None, str]] = field(default_factory=list)
+    """(line, digest if the line was a record, reason), in line order."""
+    known: int = 0
+    """Lines skipped as stored before (only when a set of known digests was given)."""
 
 
 @dataclass(slots=True)
@@ -163,6 +195,8 @@ _JOURNAL = _table(ledger.JournalEntry)
 _FINDINGS = _table(Finding)
 _SALES = _table(Sale)
 _METERS = _table(Meter)
+_CUSTOMERS = _table(Customer)
+_MONTHLY = _table(MonthlyUsage)
 _METER_COLUMNS = (
     "loaded_count",
     "remaining",
@@ -177,8 +211,12 @@ _METER_COLUMNS = (
 )
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"))
+"""``json.dumps(value, separators=(",", ":"))`` without making an encoder each time."""
+
+
 def _compact_json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    return None if value is None else _JSON.encode(value)
 
 
 def _chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
@@ -220,16 +258,16 @@ def _read(number: int, line: str) -> _Line | str:
     )
 
 
-def _verify(keys: CardKeys, line: _Line) -> _Parsed | str:
-    """The record decoded and its two MACs verified, or why it is refused."""
+def _decode(line: _Line) -> tuple[WriteBack, History | None] | str:
+    """The record's two files decoded and matched to its names, or why it is refused."""
     try:
-        write_back = WRITE_BACK.decode(line.raw_write_back)
+        write_back = decode_write_back(line.raw_write_back)
     except (CardLayoutError, ValueError) as exc:
         return f"the write-back cannot be decoded ({exc}): the file is damaged or truncated"
     if write_back is None:
         return "the write-back is cleared: there is nothing to reconcile"
     try:
-        history = HISTORY.decode(line.raw_history) if line.raw_history is not None else None
+        history = decode_history(line.raw_history) if line.raw_history is not None else None
     except (CardLayoutError, ValueError) as exc:
         return f"the history cannot be decoded ({exc}): the file is damaged or truncated"
     if (line.meter_no, line.customer_no) != (write_back.meter_no, write_back.customer_no):
@@ -238,21 +276,67 @@ def _verify(keys: CardKeys, line: _Line) -> _Parsed | str:
             f"its write-back is meter {write_back.meter_no} and customer "
             f"{write_back.customer_no}: the file was edited"
         )
+    return write_back, history
+
+
+def _check(keys: CardKeys, lines: Sequence[tuple[int, str]], known: Container[str]) -> _Checked:
+    """Read, decode and MAC-check a batch's lines: everything that needs no database.
+
+    Each line is refused with the first thing wrong with it, in this order:
+    not a record, a file that does not decode, names that differ from the
+    write-back's, a MAC that does not verify. The meters' keys are derived
+    for the whole batch in one request to the key store. Lines whose digest
+    is in ``known`` (stored before, so verified then) are only counted.
+    """
+    out = _Checked()
+    decoded: list[tuple[_Line, WriteBack, History | None]] = []
+    for number, text in lines:
+        line = _read(number, text)
+        if isinstance(line, str):
+            out.refused.append((number, None, line))
+        elif line.digest in known:
+            out.known += 1
+        else:
+            files = _decode(line)
+            if isinstance(files, str):
+                out.refused.append((number, line.digest, files))
+            else:
+                decoded.append((line, *files))
     try:
-        verify_meter_report(keys, line.serial, write_back, history)
-    except SecurityError as exc:
-        return f"{exc}; not reconciled"
-    except CardLayoutError as exc:
-        return f"the record cannot be verified ({exc}): the file is damaged"
-    return _Parsed(
-        line.line,
-        write_back,
-        history,
-        line.raw_write_back,
-        line.raw_history,
-        line.serial.hex().upper(),
-        line.digest,
-    )
+        meter_keys = keys.writeback_keys(write_back.meter_no for _, write_back, _ in decoded)
+    except CardLayoutError as exc:  # no write-back master key, say: no record can be checked
+        reason = f"the record cannot be verified ({exc}): the file is damaged"
+        out.refused += [(line.line, line.digest, reason) for line, _, _ in decoded]
+        return out
+    for line, write_back, history in decoded:
+        try:
+            verify_meter_files(
+                meter_keys.value(write_back.meter_no),
+                line.serial,
+                write_back,
+                line.raw_write_back,
+                history,
+                line.raw_history,
+            )
+        except SecurityError as exc:
+            out.refused.append((line.line, line.digest, f"{exc}; not reconciled"))
+            continue
+        except CardLayoutError as exc:
+            reason = f"the record cannot be verified ({exc}): the file is damaged"
+            out.refused.append((line.line, line.digest, reason))
+            continue
+        out.parsed.append(
+            _Parsed(
+                line.line,
+                write_back,
+                history,
+                line.raw_write_back,
+                line.raw_history,
+                line.serial.hex().upper(),
+                line.digest,
+            )
+        )
+    return out
 
 
 def _unknown_meter_text(write_back: WriteBack) -> str:
@@ -266,97 +350,143 @@ def _unknown_meter_text(write_back: WriteBack) -> str:
 # ---------------------------------------------------------------- reading a batch's books
 
 
+class _Reader:
+    """The batch's reads, straight to the driver: ``... IN (...)`` a chunk at a time.
+
+    SQLAlchemy renders an ``IN`` list of 500 values parameter by parameter
+    and processes every result row, which costs more than the database's
+    work on rows this small (the same reasoning as :class:`_Driver`). Each
+    column read still goes through its type's result processor for the
+    dialect, so a time comes back aware and in UTC exactly as through the
+    ORM. SQLite and PostgreSQL; on PostgreSQL the rows a batch will update
+    are locked (``FOR UPDATE``), as the ORM's ``with_for_update`` did.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.connection = session.connection()
+        self.dialect = self.connection.dialect
+        self.mark = "?" if self.dialect.paramstyle == "qmark" else "%s"
+        self.locking = self.dialect.name == "postgresql"
+
+    def rows(
+        self,
+        columns: Sequence[Column[Any]],
+        sql: str,
+        values: Sequence[Any],
+        after: str = "",
+        after_values: Sequence[Any] = (),
+    ) -> Iterator[Sequence[Any]]:
+        """Rows of ``SELECT columns sql (values) after``, each value through its column type.
+
+        ``sql`` ends with ``... IN``; ``after`` may hold more placeholders
+        (written ``{mark}``), filled with ``after_values``.
+        """
+        names = ", ".join(f"{column.table.name}.{column.name}" for column in columns)
+        processors = [
+            (index, process)
+            for index, column in enumerate(columns)
+            if (
+                process := column.type.dialect_impl(self.dialect).result_processor(
+                    self.dialect, None
+                )
+            )
+        ]
+        tail = after.format(mark=self.mark)
+        for chunk in _chunks(values):
+            marks = ", ".join([self.mark] * len(chunk))
+            result = self.connection.exec_driver_sql(
+                f"SELECT {names} {sql} ({marks}) {tail}", (*chunk, *after_values)
+            )
+            for row in result.fetchall():
+                if not processors:
+                    yield row
+                    continue
+                processed = list(row)
+                for index, process in processors:
+                    processed[index] = process(processed[index])
+                yield processed
+
+
+_BASELINE = (
+    ("meter_id", _METERS.c.id),
+    ("meter_no", _METERS.c.meter_no),
+    ("utility", _METERS.c.utility),
+    ("installed_at", _METERS.c.installed_at),
+    ("customer_id", _METERS.c.customer_id),
+    ("customer_no", _CUSTOMERS.c.customer_no),
+    ("customer_tariff_id", _CUSTOMERS.c.tariff_id),
+    ("category_id", _CUSTOMERS.c.category_id),
+    *((name, _METERS.c[name]) for name in _METER_COLUMNS),
+)
+"""Baseline's fields in order, each with the column it is read from."""
+_BASELINE_COLUMNS = [column for _, column in _BASELINE]
+if [f.name for f in fields(Baseline)][: len(_BASELINE)] != [name for name, _ in _BASELINE]:
+    raise AssertionError("Baseline's fields moved: _BASELINE builds it by position")
+
+
 def _baselines(session: Session, meter_nos: Sequence[str]) -> dict[str, Baseline]:
     """The batch's meters (locked for this transaction) with their customers."""
+    reader = _Reader(session)
     out: dict[str, Baseline] = {}
-    for chunk in _chunks(meter_nos):
-        rows = session.connection().execute(
-            select(
-                Meter.id,
-                Meter.meter_no,
-                Meter.utility,
-                Meter.installed_at,
-                Meter.customer_id,
-                Customer.customer_no,
-                Customer.tariff_id,
-                Customer.category_id,
-                *(getattr(Meter, name) for name in _METER_COLUMNS),
-            )
-            .outerjoin(Customer, Customer.id == Meter.customer_id)
-            .where(Meter.meter_no.in_(chunk))
-            .with_for_update(of=Meter)
-        )
-        for row in rows.all():
-            (mid, meter_no, utility, installed, cid, cno, tariff_id, category_id, *rest) = row
-            values = dict(zip(_METER_COLUMNS, rest, strict=True))
-            out[meter_no] = Baseline(
-                meter_id=mid,
-                meter_no=meter_no,
-                utility=utility,
-                installed_at=installed,
-                customer_id=cid,
-                customer_no=cno,
-                customer_tariff_id=tariff_id,
-                category_id=category_id,
-                **values,
-            )
+    rows = reader.rows(
+        _BASELINE_COLUMNS,
+        "FROM meters LEFT OUTER JOIN customers ON customers.id = meters.customer_id "
+        "WHERE meters.meter_no IN",
+        meter_nos,
+        "FOR UPDATE OF meters" if reader.locking else "",
+    )
+    for row in rows:
+        out[row[1]] = Baseline(*row)
     return out
 
 
 def _tampered(session: Session, bases: dict[str, Baseline]) -> None:
     """Mark the meters whose last reconciled write-back had the tamper bit."""
     by_id = {b.meter_id: b for b in bases.values() if b.last_write_back_at is not None}
-    for chunk in _chunks(list(by_id)):
-        rows = session.connection().execute(
-            select(WriteBackRecord.meter_id)
-            .join(
-                Meter,
-                and_(
-                    Meter.id == WriteBackRecord.meter_id,
-                    Meter.last_write_back_at == WriteBackRecord.written_at,
-                ),
-            )
-            .where(
-                Meter.id.in_(chunk),
-                WriteBackRecord.meter_status.op("&")(int(MeterStatus.TAMPER)) != 0,
-            )
-        )
-        for (meter_id,) in rows.all():
-            by_id[meter_id].tampered = True
+    rows = _Reader(session).rows(
+        (_WRITE_BACKS.c.meter_id,),
+        "FROM write_backs JOIN meters ON meters.id = write_backs.meter_id "
+        "AND meters.last_write_back_at = write_backs.written_at WHERE meters.id IN",
+        list(by_id),
+        f"AND (write_backs.meter_status & {int(MeterStatus.TAMPER)}) <> 0",
+    )
+    for (meter_id,) in rows:
+        by_id[meter_id].tampered = True
 
 
 def _in_transit(session: Session, meter_ids: Sequence[int]) -> dict[int, list[_TransitSale]]:
+    reader = _Reader(session)
+    statuses = [status.value for status in IN_TRANSIT]
+    rows = reader.rows(
+        [
+            _SALES.c[name]
+            for name in (
+                "meter_id",
+                "id",
+                "customer_id",
+                "purchase_count",
+                "credit",
+                "parameter_version",
+                "tariff_version_id",
+            )
+        ],
+        "FROM sales WHERE sales.meter_id IN",
+        meter_ids,
+        f"AND sales.status IN ({', '.join(['{mark}'] * len(statuses))})"
+        + (" FOR UPDATE" if reader.locking else ""),
+        statuses,
+    )
     out: dict[int, list[_TransitSale]] = {}
-    for chunk in _chunks(meter_ids):
-        rows = session.connection().execute(
-            select(
-                Sale.meter_id,
-                Sale.id,
-                Sale.customer_id,
-                Sale.purchase_count,
-                Sale.credit,
-                Sale.parameter_version,
-                Sale.tariff_version_id,
-            )
-            .where(Sale.meter_id.in_(chunk), Sale.status.in_(IN_TRANSIT))
-            .with_for_update()
-        )
-        for meter_id, sale_id, customer_id, count, credit, version, tariff_version_id in rows.all():
-            out.setdefault(meter_id, []).append(
-                _TransitSale(sale_id, customer_id, count, credit, version, tariff_version_id)
-            )
+    for meter_id, *sale in rows:
+        out.setdefault(meter_id, []).append(_TransitSale(*sale))
     return out
 
 
 def _stored_digests(session: Session, digests: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in _chunks(digests):
-        found.update(
-            session.connection()
-            .execute(select(WriteBackRecord.digest).where(WriteBackRecord.digest.in_(chunk)))
-            .scalars()
-        )
-    return found
+    rows = _Reader(session).rows(
+        (_WRITE_BACKS.c.digest,), "FROM write_backs WHERE write_backs.digest IN", digests
+    )
+    return {digest for (digest,) in rows}
 
 
 def _stored_months(
@@ -364,16 +494,14 @@ def _stored_months(
 ) -> dict[tuple[int, str], int]:
     if first is None:
         return {}
-    out: dict[tuple[int, str], int] = {}
-    for chunk in _chunks(meter_ids):
-        rows = session.connection().execute(
-            select(MonthlyUsage.meter_id, MonthlyUsage.month, MonthlyUsage.quantity).where(
-                MonthlyUsage.meter_id.in_(chunk), MonthlyUsage.month >= first
-            )
-        )
-        for meter_id, month, quantity in rows.all():
-            out[meter_id, month] = quantity
-    return out
+    rows = _Reader(session).rows(
+        (_MONTHLY.c.meter_id, _MONTHLY.c.month, _MONTHLY.c.quantity),
+        "FROM monthly_usage WHERE monthly_usage.meter_id IN",
+        meter_ids,
+        "AND monthly_usage.month >= {mark}",
+        (first,),
+    )
+    return {(meter_id, month): quantity for meter_id, month, quantity in rows}
 
 
 def _open_unknown(session: Session, texts: Sequence[str]) -> set[str]:
@@ -453,22 +581,32 @@ class _Driver:
             out.append(convert)
         return out
 
-    def _convert(
-        self, table: Table, names: Sequence[str], rows: list[list[Any]]
+    def _tuples(
+        self, table: Table, names: Sequence[str], rows: Sequence[dict[str, Any]]
     ) -> list[tuple[Any, ...]]:
+        """Each row's values of ``names`` as a tuple, through the columns' bind processors.
+
+        Column by column (the tuples made and transposed by ``itemgetter``
+        and ``zip``, in C): most columns need no processing at all.
+        """
+        get = operator.itemgetter(*names)
+        values: list[tuple[Any, ...]] = [get(row) for row in rows]
+        if len(names) == 1:
+            values = [(value,) for value in values]
         converters = [(i, c) for i, c in enumerate(self._converters(table, names)) if c]
-        for row in rows:
-            for i, convert in converters:
-                row[i] = convert(row[i])
-        return [tuple(row) for row in rows]
+        if not converters:
+            return values
+        columns = list(zip(*values, strict=True))
+        for i, convert in converters:
+            columns[i] = tuple(map(convert, columns[i]))
+        return list(zip(*columns, strict=True))
 
     def insert(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """INSERT every row (all with the same keys)."""
         if not rows:
             return
         names = list(rows[0])
-        values = self._convert(table, names, [[row[n] for n in names] for row in rows])
-        copy_rows(self.session, table.name, names, values)
+        copy_rows(self.session, table.name, names, self._tuples(table, names, rows))
 
     def update(self, table: Table, rows: Sequence[dict[str, Any]], key: str = "id") -> None:
         """UPDATE each row's columns where ``key`` is the row's ``key`` (one executemany)."""
@@ -479,10 +617,7 @@ class _Driver:
             f"UPDATE {table.name} SET {', '.join(f'{n} = {self.mark}' for n in names)} "
             f"WHERE {key} = {self.mark}"
         )
-        values = self._convert(
-            table, [*names, key], [[*(row[n] for n in names), row[key]] for row in rows]
-        )
-        self.connection.exec_driver_sql(sql, values)
+        self.connection.exec_driver_sql(sql, self._tuples(table, [*names, key], rows))
 
     def new_ids(self, table: Table, count: int) -> list[int]:
         """``count`` fresh primary keys of ``table`` for rows about to be inserted.
@@ -615,91 +750,312 @@ def _finding(
 
 
 def _import_batch(
-    sessions: sessionmaker[Session],
-    keys: CardKeys,
-    lines: list[tuple[int, str]],
-    summary: ImportSummary,
-    tariffs: TariffBook,
-    settings: ReconcileSettings,
-) -> None:
+    session: Session, checked: _Checked, tariffs: TariffBook, settings: ReconcileSettings
+) -> ImportSummary:
+    """Reconcile a checked batch against the books in ``session``'s transaction; its counts.
+
+    The caller commits (:class:`_Committer`); ``records`` is left to it.
+    """
+    # Bytes stored before are duplicates whatever else is wrong with the line
+    # (they were verified when they were stored): an import run again skips them.
+    stored = _stored_digests(
+        session,
+        [p.digest for p in checked.parsed] + [d for _, d, _ in checked.refused if d],
+    )
+    duplicates = checked.known
     refused: list[tuple[int, str]] = []
-    read: list[_Line] = []
-    for number, text in lines:
-        outcome = _read(number, text)
-        if isinstance(outcome, str):
-            refused.append((number, outcome))
-        else:
-            read.append(outcome)
-    # Bytes stored before were verified then: a re-run of an interrupted import
-    # skips them without the two MACs, which cost more than all the rest.
-    with sessions() as session:
-        known = _stored_digests(session, [r.digest for r in read])
-    duplicates = 0
-    parsed: list[_Parsed] = []
-    for line in read:
-        if line.digest in known:
+    for number, digest, reason in checked.refused:
+        if digest is not None and digest in stored:
             duplicates += 1
-            continue
-        verified = _verify(keys, line)
-        if isinstance(verified, str):
-            refused.append((line.line, verified))
         else:
-            parsed.append(verified)
+            refused.append((number, reason))
+    parsed = [p for p in checked.parsed if p.digest not in stored]
+    duplicates += len(checked.parsed) - len(parsed)
     # Each meter's records in the order the meter wrote them (sort is stable).
     parsed.sort(key=lambda p: p.write_back.written_at)
 
-    with sessions() as session, session.begin():
-        bases = _baselines(session, sorted({p.write_back.meter_no for p in parsed}))
-        _tampered(session, bases)
-        meter_ids = sorted(b.meter_id for b in bases.values())
-        transit = _in_transit(session, meter_ids)
-        seen = _stored_digests(session, [p.digest for p in parsed])
-        first_month = min((month for p in parsed for month in _months_of(p.history)), default=None)
-        stored_months = _stored_months(session, meter_ids, first_month)
+    bases = _baselines(session, sorted({p.write_back.meter_no for p in parsed}))
+    _tampered(session, bases)
+    meter_ids = sorted(b.meter_id for b in bases.values())
+    transit = _in_transit(session, meter_ids)
+    first_month = min((month for p in parsed for month in _months_of(p.history)), default=None)
+    stored_months = _stored_months(session, meter_ids, first_month)
 
-        stale: list[tuple[_Parsed, int]] = []
-        fresh: list[_Fresh] = []
-        months: dict[tuple[int, str], int] = {}
-        unknown: dict[str, None] = {}
-        for p in parsed:
-            base = bases.get(p.write_back.meter_no)
-            if base is None:
-                text = _unknown_meter_text(p.write_back)
-                refused.append((p.line, text))
-                unknown[text] = None
-                continue
+    seen: set[str] = set()
+    stale: list[tuple[_Parsed, int]] = []
+    fresh: list[_Fresh] = []
+    months: dict[tuple[int, str], int] = {}
+    unknown: dict[str, None] = {}
+    for p in parsed:
+        base = bases.get(p.write_back.meter_no)
+        if base is None:
+            text = _unknown_meter_text(p.write_back)
+            refused.append((p.line, text))
+            unknown[text] = None
+            continue
+        try:
+            check_identity(base, p.write_back)
+        except CardRefusedError as exc:
+            refused.append((p.line, str(exc)))
+            continue
+        if p.digest in seen:
+            duplicates += 1
+            continue
+        seen.add(p.digest)
+        if is_stale(base, p.write_back):
+            stale.append((p, base.meter_id))
+            continue
+        assert base.customer_id is not None  # check_identity refuses a meter without one
+        period_start = base.last_write_back_at
+        sales = transit.get(base.meter_id, [])
+        a = assess(base, p.write_back, p.history, sales, tariffs, session, settings)
+        if a.delivered:
+            transit[base.meter_id] = [s for s in sales if s not in a.delivered]
+        for month, quantity in a.monthly:
+            key = (base.meter_id, month)
+            if stored_months.get(key) != quantity:
+                months[key] = stored_months[key] = quantity
+        fresh.append(_Fresh(p, base.customer_id, base.meter_id, period_start, a))
+
+    known = _open_unknown(session, list(unknown))
+    new_unknown = [text for text in unknown if text not in known]
+    findings = _write(session, stale, fresh, bases, months, new_unknown)
+
+    return ImportSummary(
+        reconciled=len(fresh),
+        duplicates=duplicates,
+        stale=len(stale),
+        refused=sorted(refused),
+        findings=findings,
+    )
+
+
+# ---------------------------------------------------------------- checking beside writing
+
+
+def _batches(lines: Iterable[str], size: int) -> Iterator[list[tuple[int, str]]]:
+    """The non-blank lines with their numbers, ``size`` at a time."""
+    batch: list[tuple[int, str]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        batch.append((number, line))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _ReadAhead:
+    """The next batch, read before the one in hand is written; a failure kept for later.
+
+    Reading ahead must not lose what an import without it would have done:
+    when the lines fail (a damaged file, an interrupted stream), the whole
+    batches read before are still written, then the error is raised.
+    """
+
+    def __init__(self, batches: Iterator[list[tuple[int, str]]]) -> None:
+        self._batches = batches
+        self.error: Exception | None = None
+
+    def next(self) -> list[tuple[int, str]] | None:
+        if self.error is not None:
+            return None
+        try:
+            return next(self._batches, None)
+        except Exception as exc:
+            self.error = exc
+            return None
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _serve(connection: Connection, keys: CardKeys) -> None:
+    """The checking process: :func:`_check` each batch received, send back the outcome.
+
+    A fork of the importing process, holding nothing but what the parent
+    held (the key store's keys among it): no key travels through the pipe,
+    only lines one way and checked records the other. It never touches the
+    parent's database connections and ends with ``os._exit``
+    (multiprocessing's way for a fork), so none is closed under the parent.
+    Ctrl-C is the parent's to handle; the objects inherited from the parent
+    are frozen out of the garbage collector, so no finaliser of the parent's
+    runs here and the collector has only this process's batches to walk
+    (it is on between batches: the fork was made while the parent held it).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()
+    gc.enable()
+    while True:
+        with _collector_paused():
             try:
-                check_identity(base, p.write_back)
-            except CardRefusedError as exc:
-                refused.append((p.line, str(exc)))
-                continue
-            if p.digest in seen:
-                summary.duplicates += 1
-                continue
-            seen.add(p.digest)
-            if is_stale(base, p.write_back):
-                stale.append((p, base.meter_id))
-                continue
-            assert base.customer_id is not None  # check_identity refuses a meter without one
-            period_start = base.last_write_back_at
-            sales = transit.get(base.meter_id, [])
-            a = assess(base, p.write_back, p.history, sales, tariffs, session, settings)
-            if a.delivered:
-                transit[base.meter_id] = [s for s in sales if s not in a.delivered]
-            for month, quantity in a.monthly:
-                key = (base.meter_id, month)
-                if stored_months.get(key) != quantity:
-                    months[key] = stored_months[key] = quantity
-            fresh.append(_Fresh(p, base.customer_id, base.meter_id, period_start, a))
+                batch = connection.recv()
+            except (EOFError, OSError):
+                return
+            outcome: _Checked | Exception
+            try:
+                outcome = _check(keys, batch, ())
+            except Exception as exc:
+                outcome = exc
+            try:
+                connection.send(outcome)
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            except Exception as exc:  # an exception that cannot be pickled
+                connection.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
+            del batch, outcome
 
-        known = _open_unknown(session, list(unknown))
-        new_unknown = [text for text in unknown if text not in known]
-        summary.findings += _write(session, stale, fresh, bases, months, new_unknown)
 
-    summary.duplicates += duplicates
-    summary.stale += len(stale)
-    summary.reconciled += len(fresh)
-    summary.refused += sorted(refused)
+class _Checker:
+    """A second process that checks the next batch while this one writes the last.
+
+    Checking (JSON, hex, the two files, the key and two MACs) and writing
+    (the books) each take about half of a record's time, and they need
+    nothing of each other until the writing: run side by side they use both
+    cores of a small machine. The process is forked, so the key store it
+    uses is the parent's own object (:attr:`KeyStore.forkable`).
+    """
+
+    def __init__(self, keys: CardKeys) -> None:
+        context = multiprocessing.get_context("fork")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(child, keys), name="cardcenter bulk check", daemon=True
+        )
+        self._process.start()
+        child.close()
+
+    def send(self, batch: list[tuple[int, str]]) -> None:
+        self._connection.send(batch)
+
+    def receive(self) -> _Checked:
+        try:
+            outcome = self._connection.recv()
+        except EOFError:
+            self._process.join(timeout=1)
+            raise RuntimeError(
+                f"the process checking the records stopped (exit code {self._process.exitcode}) "
+                "before it answered; the batches before were imported, run the import again"
+            ) from None
+        if isinstance(outcome, Exception):
+            outcome.add_note("(raised in the process checking the records)")
+            raise outcome
+        assert isinstance(outcome, _Checked)
+        return outcome
+
+    def close(self) -> None:
+        """Stop the process: it ends when its pipe closes, and holds nothing worth waiting for."""
+        self._connection.close()
+        self._process.join(timeout=1)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+
+
+def _checked_batches(
+    sessions: sessionmaker[Session],
+    keys: CardKeys,
+    batches: Iterator[list[tuple[int, str]]],
+    side_by_side: bool,
+) -> Generator[tuple[int, _Checked], None, None]:
+    """Each batch's size and its checked lines, in order.
+
+    With ``side_by_side`` (and a key store a fork may use), a
+    :class:`_Checker` process checks batch n + 1 while the caller writes
+    batch n (the first batch is checked here, beside the process checking
+    the second); every record is checked, and the writing counts the ones
+    already stored as duplicates. Otherwise the batches are checked here,
+    one after the other, and the records already stored are looked up first
+    so that a run again skips their MACs.
+    """
+    ahead = _ReadAhead(batches)
+    first = ahead.next()
+    upcoming = ahead.next() if first is not None else None
+    if first is None or upcoming is None or not (side_by_side and _can_fork(keys)):
+        batch = first
+        while batch is not None:
+            yield len(batch), _check(keys, batch, _known(sessions, batch))
+            batch, upcoming = upcoming if upcoming is not None else ahead.next(), None
+        ahead.raise_error()
+        return
+    checker = _Checker(keys)
+    try:
+        # The first batch is checked here while the process checks the second:
+        # nobody waits for the first one.
+        checker.send(upcoming)
+        sizes = [len(upcoming)]
+        upcoming = ahead.next()
+        yield len(first), _check(keys, first, ())
+        while sizes:
+            checked = checker.receive()
+            if upcoming is not None:
+                checker.send(upcoming)
+                sizes.append(len(upcoming))
+                upcoming = ahead.next()
+            yield sizes.pop(0), checked
+    finally:
+        checker.close()
+    ahead.raise_error()
+
+
+def _can_fork(keys: CardKeys) -> bool:
+    return keys.store.forkable and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _known(sessions: sessionmaker[Session], batch: Sequence[tuple[int, str]]) -> set[str]:
+    """The digests of the batch's records stored before (their MACs need no check)."""
+    digests = []
+    for number, text in batch:
+        line = _read(number, text)
+        if not isinstance(line, str):
+            digests.append(line.digest)
+    with sessions() as session:
+        return _stored_digests(session, digests)
+
+
+class _Committer:
+    """Commits a batch in a thread while the next checked batch is received.
+
+    A commit is mostly the database's own work (writing the pages, and the
+    flush that makes it durable), done without Python's lock, so receiving
+    and unpickling the next batch can go on meanwhile. The next batch's
+    transaction still begins only after :meth:`finish` has seen this one
+    committed: each batch is read and written in a transaction of its own,
+    in order, as without the thread.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardcenter-commit")
+        self._pending: tuple[Future[None], ImportSummary] | None = None
+
+    def start(self, session: Session, batch: ImportSummary) -> None:
+        """Commit ``session`` (and close it) in the thread; ``batch`` is what it holds."""
+        self._pending = (self._pool.submit(_commit, session), batch)
+
+    def finish(self) -> ImportSummary | None:
+        """Wait for the commit started last and give its batch; raise what the commit raised."""
+        if self._pending is None:
+            return None
+        future, batch = self._pending
+        self._pending = None
+        future.result()
+        return batch
+
+    def __enter__(self) -> _Committer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True)  # a commit under way ends before the import returns
+
+
+def _commit(session: Session) -> None:
+    try:
+        session.commit()
+    finally:
+        session.close()
 
 
 @contextlib.contextmanager
@@ -736,37 +1092,56 @@ def import_records(
     progress: Progress | None = None,
     batch_size: int = 1000,
     settings: ReconcileSettings = DEFAULT_SETTINGS,
+    side_by_side: bool = True,
 ) -> ImportSummary:
     """Import and reconcile write-back records, one JSON object per line.
 
     Blank lines are skipped; every other line is a record (``records``) and
     ends up reconciled, a duplicate, stale or refused with its line number
     (1-based, as an editor shows it). Each ``batch_size`` records are one
-    transaction, committed before the next batch is read; ``progress(done,
+    transaction, committed before the next batch is written; ``progress(done,
     total)`` follows each commit with the records done so far. Errors of the
     database itself propagate: the batches committed before stay, and
-    importing the same file again finishes the rest.
+    importing the same file again finishes the rest. An error reading
+    ``lines`` propagates once the whole batches read before it are written.
+
+    ``side_by_side`` checks the records (decoding, keys, MACs) in a second
+    process while this one writes the books, when the key store allows it
+    (:attr:`KeyStore.forkable`) and there is more than one batch; memory
+    holds three batches then (written, checked, read ahead). The process
+    is forked from this one, which a program running other threads (a web
+    server) should not do: False checks the records here, one batch at a
+    time.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError("batch_size", "give a whole number of records of 1 or more")
     summary = ImportSummary()
     tariffs = TariffBook()
-    batch: list[tuple[int, str]] = []
 
-    def flush() -> None:
-        with _collector_paused():
-            _import_batch(sessions, keys, batch, summary, tariffs, settings)
-        summary.records += len(batch)
-        batch.clear()
-        if progress is not None:
-            progress(summary.records, total)
+    def committed(batch: ImportSummary | None) -> None:
+        if batch is not None:
+            summary.add(batch)
+            if progress is not None:
+                progress(summary.records, total)
 
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        batch.append((number, line))
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
+    checked_batches = _checked_batches(sessions, keys, _batches(lines, batch_size), side_by_side)
+    with contextlib.closing(checked_batches), _Committer() as committer:
+        while True:
+            with _collector_paused():  # receiving a checked batch makes as many objects
+                try:
+                    item = next(checked_batches, None)
+                finally:  # the batch before is committed (or its error raised) either way
+                    committed(committer.finish())
+                if item is None:
+                    break
+                size, checked = item
+                session = sessions()
+                try:
+                    session.begin()
+                    batch = _import_batch(session, checked, tariffs, settings)
+                except BaseException:
+                    session.close()  # rolls the batch back
+                    raise
+                batch.records = size
+                committer.start(session, batch)
     return summary

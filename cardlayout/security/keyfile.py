@@ -35,7 +35,7 @@ import os
 import stat
 import sys
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +49,7 @@ from cardlayout.errors import KeyStoreError
 from cardlayout.fileio import atomic_write
 from cardlayout.security.keys import KEY_SIZE, KeyInfo, KeyRef, Purpose, kcv
 from cardlayout.security.keystore import KeyStore
-from cardlayout.security.mac import aes_cmac
+from cardlayout.security.mac import aes_cmac, aes_cmacs
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ class KeyFileStore(KeyStore):
     """
 
     backend = "keyfile"
+    forkable = True
+    """The keys are the process's memory: a forked child has the parent's copy."""
 
     def __init__(
         self, path: Path, kdf: _Kdf, file_key: bytes, entries: dict[tuple[str, int], _Entry]
@@ -235,11 +237,12 @@ class KeyFileStore(KeyStore):
         return info
 
     def master_cmac(self, ref: KeyRef, message: bytes) -> bytes:
-        self._check_open()
-        entry = self._entries.get((ref.purpose.value, ref.version))
-        if entry is None:
-            raise KeyStoreError(f"no master key {ref} in {self.location}")
-        return aes_cmac(entry.value, message)
+        return aes_cmac(self._master(ref), message)
+
+    def master_cmac_many(self, ref: KeyRef, messages: Sequence[bytes]) -> list[bytes]:
+        """All the MACs side by side under the one master (:func:`aes_cmacs`): about
+        1 us a key where one by one costs over ten."""
+        return aes_cmacs(self._master(ref), messages)
 
     def close(self) -> None:
         self._entries = {}
@@ -247,6 +250,13 @@ class KeyFileStore(KeyStore):
         self._closed = True
 
     # -- internals ---------------------------------------------------------------
+
+    def _master(self, ref: KeyRef) -> bytes:
+        self._check_open()
+        entry = self._entries.get((ref.purpose.value, ref.version))
+        if entry is None:
+            raise KeyStoreError(f"no master key {ref} in {self.location}")
+        return entry.value
 
     def _check_open(self) -> None:
         if self._closed:

@@ -17,7 +17,7 @@ string, so the CLI and the centre configuration take one ``--keystore``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Final, Self
 
@@ -40,6 +40,16 @@ class KeyStore(abc.ABC):
     backend: str = "abstract"
     """Short back-end name shown by ``keys list`` (``keyfile``, ``pkcs11``)."""
 
+    forkable: bool = False
+    """Whether a child forked from this process may go on using the store object.
+
+    True only for a store whose keys are plain memory of the process (the
+    key file): the child holds the copy the parent already has, and nothing
+    secret is sent anywhere. A PKCS#11 session belongs to the process that
+    opened it (the token's library must be initialised again after a fork),
+    so a store that does not say otherwise is not used by a child.
+    """
+
     @property
     @abc.abstractmethod
     def location(self) -> str:
@@ -60,6 +70,16 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def master_cmac(self, ref: KeyRef, message: bytes) -> bytes:
         """AES-CMAC(master key ``ref``, ``message``), 16 bytes, inside the store."""
+
+    def master_cmac_many(self, ref: KeyRef, messages: Sequence[bytes]) -> list[bytes]:
+        """:meth:`master_cmac` of each message, in order, under the same master key.
+
+        For diversifying many keys at once (a bulk import derives a key for
+        each of 100 000 meters). This default asks for one MAC after the
+        other, which is what a PKCS#11 token does anyway; a store holding
+        its keys in memory does better in a batch.
+        """
+        return [self.master_cmac(ref, message) for message in messages]
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -33,7 +33,7 @@ import re
 import struct
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,6 +328,24 @@ class Pkcs11KeyStore(KeyStore):
         if len(result) != 16:
             raise KeyStoreError(f"{self.location} returned a {len(result)}-byte AES-CMAC")
         return result
+
+    def master_cmac_many(self, ref: KeyRef, messages: Sequence[bytes]) -> list[bytes]:
+        """One C_Sign per message inside the token, with the key found once and the
+        session held for all of them (the token has no batch operation)."""
+
+        def sign_all(session: Any) -> list[bytes]:
+            key = self._find(session, ref)
+            if key is None:
+                raise KeyStoreError(f"no master key {ref} in {self.location}")
+            return [
+                bytes(key.sign(bytes(message), mechanism=Mechanism.AES_CMAC))
+                for message in messages
+            ]
+
+        results = self._call(sign_all, f"compute CMACs with master key {ref}")
+        if any(len(result) != 16 for result in results):
+            raise KeyStoreError(f"{self.location} returned an AES-CMAC that is not 16 bytes")
+        return results
 
     def close(self) -> None:
         shared, self._shared = self._shared, None

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from centre_support import Database, make_keystore
@@ -25,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from cardcenter.customers.models import Category, Customer, Meter
 from cardcenter.operators.models import Operator, Role
+from cardcenter.reconciliation import bulk
 from cardcenter.reconciliation.bulk import ImportSummary, import_records
 from cardcenter.reconciliation.models import (
     Finding,
@@ -310,15 +314,23 @@ def test_importing_again_gives_duplicates_only(db: Database, keys: CardKeys, run
     assert_books_match_the_fleet(db, run)
 
 
+@pytest.mark.parametrize("side_by_side", [True, False], ids=["side-by-side", "here"])
 def test_stored_bytes_are_known_without_their_macs_and_new_ones_are_checked(
-    db: Database, keys: CardKeys, run: Run, tmp_path: Path
+    db: Database, keys: CardKeys, run: Run, tmp_path: Path, side_by_side: bool
 ) -> None:
-    """A re-run skips what is stored before any MAC (cheap); a new record still needs them."""
+    """Stored bytes are duplicates whatever their MACs; a new record still needs them.
+
+    Checked here, the stored ones are skipped before any MAC (a re-run costs
+    little); checked by the second process, every record is checked beside
+    the writing, and the stored ones are then counted as duplicates.
+    """
     half = METERS * DAYS // 2
     import_records(db.sessions, keys, run.lines[:half])
     with make_keystore(tmp_path / "another-utility.json") as store:
         foreign = CardKeys(store)  # another utility's keys: none of the meters' MACs verify
-        summary = import_records(db.sessions, foreign, run.lines)
+        summary = import_records(
+            db.sessions, foreign, run.lines, batch_size=5, side_by_side=side_by_side
+        )
     assert (summary.duplicates, summary.reconciled) == (half, 0)
     assert [n for n, _ in summary.refused] == list(range(half + 1, METERS * DAYS + 1))
     assert all("MAC does not verify" in reason for _, reason in summary.refused)
@@ -342,9 +354,12 @@ def test_an_older_record_after_a_newer_batch_is_stale(
             assert ledger.balance(session, ledger.meter(customer_id)) == int(run.fleet.remaining[i])
 
 
+@pytest.mark.parametrize("side_by_side", [True, False], ids=["side-by-side", "here"])
 def test_an_interrupted_import_keeps_its_finished_batches(
-    db: Database, keys: CardKeys, run: Run
+    db: Database, keys: CardKeys, run: Run, side_by_side: bool
 ) -> None:
+    """The lines fail in the third batch: the two whole batches read before are written."""
+
     class Interrupted(Exception):
         pass
 
@@ -354,9 +369,18 @@ def test_an_interrupted_import_keeps_its_finished_batches(
                 raise Interrupted
             yield line
 
+    calls: list[int] = []
     with pytest.raises(Interrupted):
-        import_records(db.sessions, keys, cut(run.lines, 12), batch_size=5)
+        import_records(
+            db.sessions,
+            keys,
+            cut(run.lines, 12),
+            batch_size=5,
+            side_by_side=side_by_side,
+            progress=lambda done, _: calls.append(done),
+        )
     assert table_count(db, WriteBackRecord) == 10  # two whole batches
+    assert calls == [5, 10]
     summary = import_records(db.sessions, keys, run.lines, batch_size=5)
     assert (summary.duplicates, summary.reconciled, summary.findings) == (
         10,
@@ -397,8 +421,9 @@ def _foreign(keys: CardKeys, line: str, *, customer_no: str) -> str:
     return json.dumps(record.to_json())
 
 
+@pytest.mark.parametrize("side_by_side", [True, False], ids=["side-by-side", "here"])
 def test_bad_lines_are_refused_by_line_number_and_the_rest_imported(
-    db: Database, keys: CardKeys, run: Run
+    db: Database, keys: CardKeys, run: Run, side_by_side: bool
 ) -> None:
     stranger = Fleet.build(1, seed=99, start=START)
     unknown = json.dumps(next(iter(stranger.write_backs(keys, START))).to_json())
@@ -420,7 +445,7 @@ def test_bad_lines_are_refused_by_line_number_and_the_rest_imported(
         "[1, 2]",  # 10
         *run.lines[1:],  # 11..
     ]
-    summary = import_records(db.sessions, keys, lines, batch_size=4)
+    summary = import_records(db.sessions, keys, lines, batch_size=4, side_by_side=side_by_side)
     reasons = dict(summary.refused)
     assert sorted(reasons) == [2, 3, 5, 6, 7, 8, 9, 10]
     assert "write-back MAC does not verify" in reasons[2]
@@ -451,3 +476,92 @@ def test_the_batch_size_must_be_positive(db: Database, keys: CardKeys) -> None:
         import_records(db.sessions, keys, [], batch_size=0)
     summary = import_records(db.sessions, keys, ["", "  "])
     assert summary == ImportSummary()
+
+
+# ---------------------------------------------------------------- the checking process
+
+
+def test_the_checking_process_ends_with_the_import(db: Database, keys: CardKeys, run: Run) -> None:
+    started: list[int] = []
+    real = bulk._Checker.__init__
+
+    def spy(self: bulk._Checker, keys: CardKeys) -> None:
+        real(self, keys)
+        started.append(self._process.pid or 0)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bulk._Checker, "__init__", spy)
+        summary = import_records(db.sessions, keys, run.lines, batch_size=5)
+    assert summary.reconciled == METERS * DAYS
+    assert len(started) == 1  # one process for the whole import
+    assert multiprocessing.active_children() == []
+
+
+def test_a_store_a_fork_may_not_use_is_used_here(
+    db: Database, keys: CardKeys, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PKCS#11 token, say: the records are checked in this process, one batch at a time."""
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("no checking process for a store that is not forkable")
+
+    monkeypatch.setattr(type(keys.store), "forkable", False)
+    monkeypatch.setattr(bulk._Checker, "__init__", refuse)
+    summary = import_records(db.sessions, keys, run.lines, batch_size=5)
+    assert (summary.reconciled, summary.refused) == (METERS * DAYS, [])
+    assert_books_match_the_fleet(db, run)
+
+
+def test_one_batch_is_checked_here(
+    db: Database, keys: CardKeys, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object) -> None:
+        raise AssertionError("no checking process for a single batch")
+
+    monkeypatch.setattr(bulk._Checker, "__init__", refuse)
+    summary = import_records(db.sessions, keys, run.lines, batch_size=len(run.lines))
+    assert summary.reconciled == METERS * DAYS
+
+
+def _in_the_child(action: Callable[[], None]) -> Callable[..., Any]:
+    """``bulk._check`` that does ``action`` in a forked child, the real check here."""
+    parent = os.getpid()
+    real = bulk._check
+
+    def check(*args: Any) -> Any:
+        if os.getpid() != parent:
+            action()
+        return real(*args)
+
+    return check
+
+
+def test_a_checking_process_that_dies_stops_the_import_with_a_sentence(
+    db: Database, keys: CardKeys, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk, "_check", _in_the_child(lambda: os._exit(3)))
+    with pytest.raises(RuntimeError) as info:
+        import_records(db.sessions, keys, run.lines, batch_size=5)
+    assert str(info.value) == (
+        "the process checking the records stopped (exit code 3) before it answered; "
+        "the batches before were imported, run the import again"
+    )
+    assert table_count(db, WriteBackRecord) == 5  # the first batch, checked here
+    assert multiprocessing.active_children() == []
+    monkeypatch.undo()
+    summary = import_records(db.sessions, keys, run.lines, batch_size=5)
+    assert (summary.duplicates, summary.reconciled) == (5, METERS * DAYS - 5)
+    assert_books_match_the_fleet(db, run)
+
+
+def test_an_error_in_the_checking_process_is_raised_here(
+    db: Database, keys: CardKeys, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail() -> None:
+        raise KeyError("a bug in checking")
+
+    monkeypatch.setattr(bulk, "_check", _in_the_child(fail))
+    with pytest.raises(KeyError, match="a bug in checking"):
+        import_records(db.sessions, keys, run.lines, batch_size=5)
+    assert table_count(db, WriteBackRecord) == 5
+    assert multiprocessing.active_children() == []

@@ -166,6 +166,20 @@ def test_diversify_through_the_hsm(store: KeyStore) -> None:
     )
 
 
+def test_many_macs_in_the_token_equal_one_by_one(store: KeyStore) -> None:
+    ref = KeyRef(Purpose.WRITEBACK_MAC, 1)
+    messages = [b"\x01writeback-mac\x00" + bytes([n]) * 6 for n in range(10)] + [b""]
+    assert store.master_cmac_many(ref, messages) == [store.master_cmac(ref, m) for m in messages]
+    keys = CardKeys(store)
+    meters = ["000012345678", "000012345679"]
+    assert [keys.writeback_keys(meters)[m] for m in meters] == [
+        keys.writeback_key(m) for m in meters
+    ]
+    assert store.forkable is False  # a PKCS#11 session is not a fork's to use
+    with pytest.raises(KeyStoreError, match="no master key writeback-mac v3 in PKCS#11 token"):
+        store.master_cmac_many(KeyRef(Purpose.WRITEBACK_MAC, 3), [b""])
+
+
 def test_missing_key(store: KeyStore) -> None:
     with pytest.raises(KeyStoreError, match="no master key writeback-mac v3 in PKCS#11 token"):
         store.master_cmac(KeyRef(Purpose.WRITEBACK_MAC, 3), b"")
