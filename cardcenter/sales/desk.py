@@ -192,6 +192,7 @@ class Desk:
         step 1 is carried in ``started``.
         """
         sale, purse = started.sale, started.write.purse
+        at = self.clock()
         # Not waiting for the disk: were this lost in a power cut, the card's
         # purse still proves the write, and its next reading confirms it.
         with self._books(durable=False) as session:
@@ -202,14 +203,14 @@ class Desk:
                 sale_id=sale.id,
                 count=purse.purchase_count,
                 amount=purse.amount,
-                at=self.clock(),
+                at=at,
             )
             if confirmed is None:
                 raise ConflictError(
                     f"card {started.learnt['card_serial']} was settled by another desk "
                     f"meanwhile; repeat the request {sale.request_id} to see how it ended"
                 )
-            take_payment(session, sale, at=self.clock())
+            take_payment(session, sale, at=at)
             return sale_result(sale, **started.learnt)
 
     def tariffs_at(self, session: Session, customer: Customer, at: datetime) -> planning.Tariffs:
