@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from cardcenter.cards.models import Card, CardStatus
 from cardcenter.cards.reading import CardReading, read_card
-from cardcenter.core.db import transaction, utcnow
+from cardcenter.core.db import connection_transaction, transaction, utcnow
 from cardcenter.core.errors import (
     CardRefusedError,
     ConflictError,
@@ -45,10 +45,12 @@ from cardcenter.reconciliation.services import ReconcileSettings
 from cardcenter.sales import planning
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.sales.services import (
+    CARD_OF_SERIAL,
     SALES,
     PendingAction,
     Settled,
     Visit,
+    as_loaded,
     commit_purse,
     confirm_write,
     identify,
@@ -60,6 +62,7 @@ from cardcenter.sales.services import (
     start_write,
     take_payment,
     unsettled_error,
+    visit_of,
 )
 from cardcenter.tariffs import pricing
 from cardlayout.card.operations import (
@@ -77,6 +80,11 @@ from cardlayout.transport.channel import CardChannel
 MAX_REQUEST_ID = 64
 _SALE_OF_REQUEST = select(SALES.c.id).where(SALES.c.request_id == bindparam("request_id"))
 _INSERT_SALE = insert(SALES).returning(SALES.c.id)
+_SALE_VISIT = CARD_OF_SERIAL.add_columns(
+    _SALE_OF_REQUEST.scalar_subquery().label("known_sale"),
+    planning.TARIFF_IN_FORCE,
+    planning.TARIFF_SCHEDULED,
+)
 
 
 def _no_checkpoint(step: str) -> None:
@@ -156,13 +164,20 @@ class Desk:
         """
         at = self.clock()
         with self._books() as session:
-            known = session.connection().scalar(_SALE_OF_REQUEST, {"request_id": request_id})
+            looked = self._look_up(session, reading, request_id, at)
+            known = (
+                looked.known_sale
+                if looked is not None
+                else session.connection().scalar(_SALE_OF_REQUEST, {"request_id": request_id})
+            )
             existing = session.get(Sale, known) if known is not None else None
             if existing is not None:
                 same_request(existing, tendered)
             if existing is not None and existing.status is not SaleStatus.PENDING:
                 return sale_result(existing, replayed=True)
-            visit = identify(session, reading)
+            visit = visit_of(looked, reading)
+            assert looked is not None
+            visit.tariff_choice = (looked.tariff_in_force, looked.tariff_scheduled)
             operator = self.operator_row(session)
             if existing is not None:
                 replay = self._resume(session, visit, reading, existing, tendered, at)
@@ -179,7 +194,8 @@ class Desk:
                 count=sale.purchase_count,
                 amount=sale.card_amount,
                 at=at,
-                tariffs=visit.tariffs or self.tariffs_at(session, visit.customer, at),
+                tariffs=visit.tariffs
+                or self.tariffs_at(session, visit.customer, at, visit.tariff_choice),
             )
             learnt = {**who(visit), **self._learnt(visit)}
             return SaleStart(visit.card.id, sale, write, learnt)
@@ -195,9 +211,9 @@ class Desk:
         at = self.clock()
         # Not waiting for the disk: were this lost in a power cut, the card's
         # purse still proves the write, and its next reading confirms it.
-        with self._books(durable=False) as session:
+        with self._ledger(durable=False) as connection:
             confirmed = commit_purse(
-                session,
+                connection,
                 started.card_id,
                 action=PendingAction.SALE,
                 sale_id=sale.id,
@@ -210,12 +226,33 @@ class Desk:
                     f"card {started.learnt['card_serial']} was settled by another desk "
                     f"meanwhile; repeat the request {sale.request_id} to see how it ended"
                 )
-            take_payment(session, sale, at=at)
+            take_payment(connection, sale, at=at)
             return sale_result(sale, **started.learnt)
 
-    def tariffs_at(self, session: Session, customer: Customer, at: datetime) -> planning.Tariffs:
+    @staticmethod
+    def _look_up(session: Session, reading: CardReading, request_id: str, at: datetime) -> Any:
+        """The card's row (as :func:`identify` finds it) with the sale's other first questions.
+
+        One statement instead of three: whether ``request_id`` is known
+        already (``known_sale``), and which tariff versions are in force at
+        ``at`` and next (``tariff_in_force``, ``tariff_scheduled``). None for
+        a blank or unknown card, which :func:`visit_of` then refuses.
+        """
+        if reading.blank:
+            return None
+        return session.execute(
+            _SALE_VISIT, {"serial": reading.serial, "request_id": request_id, "at": at}
+        ).one_or_none()
+
+    def tariffs_at(
+        self,
+        session: Session,
+        customer: Customer,
+        at: datetime,
+        choice: tuple[int | None, int | None] | None = None,
+    ) -> planning.Tariffs:
         """The customer's tariff in force and the next one, from this desk's cache of versions."""
-        return planning.tariffs_at(session, customer, at, self.tariff_cache)
+        return planning.tariffs_at(session, customer, at, self.tariff_cache, choice)
 
     def _resume(
         self,
@@ -458,14 +495,17 @@ class Desk:
     @contextmanager
     def _books(self, *, durable: bool = True) -> Iterator[Session]:
         """A transaction whose lost races (a unique key another desk took) are conflicts."""
-        try:
-            with transaction(self.sessions, durable=durable) as session:
-                yield session
-        except IntegrityError as exc:
-            raise ConflictError(
-                "another desk changed this account at the same moment; read the card again "
-                f"({type(exc.orig).__name__ if exc.orig else 'conflict'})"
-            ) from None
+        with lost_races_are_conflicts(), transaction(self.sessions, durable=durable) as session:
+            yield session
+
+    @contextmanager
+    def _ledger(self, *, durable: bool = True) -> Iterator[Connection]:
+        """:meth:`_books` on a plain connection, for a step that loads nothing."""
+        with (
+            lost_races_are_conflicts(),
+            connection_transaction(self.sessions, durable=durable) as connection,
+        ):
+            yield connection
 
     def _write(
         self,
@@ -535,6 +575,18 @@ class Desk:
         }
 
 
+@contextmanager
+def lost_races_are_conflicts() -> Iterator[None]:
+    """A unique key another desk took first (at a statement or the commit) is a conflict."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise ConflictError(
+            "another desk changed this account at the same moment; read the card again "
+            f"({type(exc.orig).__name__ if exc.orig else 'conflict'})"
+        ) from None
+
+
 def same_request(sale: Sale, tendered: int) -> None:
     """A request id repeated with another amount is a mistake, not a retry."""
     if sale.tendered != tendered:
@@ -577,7 +629,9 @@ def new_sale(
     customer, meter, card = visit.customer, visit.meter, visit.card
     nxt = planning.next_purchase(card, meter, shown_count)
     if visit.tariffs is None:
-        visit.tariffs = planning.tariffs_at(session, customer, at, tariff_cache)
+        visit.tariffs = planning.tariffs_at(
+            session, customer, at, tariff_cache, visit.tariff_choice
+        )
     version = visit.tariffs[0]
     if tendered == 0 and kind is SaleKind.OPENING:
         quote = pricing.Quote(
@@ -618,8 +672,7 @@ def new_sale(
         "note": "",
     }
     sale_id = session.connection().execute(_INSERT_SALE, row).scalar_one()
-    sale = Sale(id=sale_id, **row)
-    make_transient_to_detached(sale)
+    sale = as_loaded(Sale, id=sale_id, **row)
     session.add(sale)
     return sale
 

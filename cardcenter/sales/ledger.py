@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Table, func, insert, select
+from sqlalchemy import CheckConstraint, Connection, ForeignKey, String, Table, func, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from cardcenter.core.db import Base, utcnow
+from cardcenter.core.db import Base, connection_of, utcnow
 
 TAX = "tax"
 FIXED = "fixed"
@@ -63,7 +63,7 @@ class JournalEntry(Base):
 
 
 def post(
-    session: Session,
+    session: Session | Connection,
     source: str,
     destination: str,
     amount: int,
@@ -83,13 +83,16 @@ Movement = tuple[str, str, int, str]
 """One line of a posting: source, destination, amount, memo."""
 
 
-def post_all(session: Session, movements: Sequence[Movement], **links: int | None) -> None:
+def post_all(
+    session: Session | Connection, movements: Sequence[Movement], **links: int | None
+) -> None:
     """Post several movements sharing their links, as one INSERT of the rows that move money.
 
     The rows go straight to the table rather than through the unit of work:
     a journal entry is written once and never changed, so the ORM's change
     tracking buys nothing, and a sale posts three of them on its hot path.
     The links must name rows that are already in the database (they are ids).
+    ``session`` may be a plain connection (a unit of work that loads nothing).
     """
     unknown = set(links) - set(_LINKS)
     if unknown:
@@ -112,7 +115,7 @@ def post_all(session: Session, movements: Sequence[Movement], **links: int | Non
             }
         )
     if rows:
-        session.connection().execute(_INSERT, rows)
+        connection_of(session).execute(_INSERT, rows)
 
 
 _LINKS = ("customer_id", "sale_id", "reconciliation_id", "operator_id")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, inspect, select
+from sqlalchemy import ColumnElement, Integer, ScalarSelect, Table, bindparam, func, inspect, select
 from sqlalchemy.orm import Session
 
 from cardcenter.cards.models import Card
@@ -71,18 +71,56 @@ TariffCache = dict[int, TariffVersion]
 
 _TARIFFS = cast(Table, Tariff.__table__)
 _VERSIONS = cast(Table, TariffVersion.__table__)
-_STARTS = select(_VERSIONS.c.id, _VERSIONS.c.active_from, _VERSIONS.c.version)
-_OWN_VERSIONS = _STARTS.where(_VERSIONS.c.tariff_id == bindparam("tariff_id"))
-_DEFAULT_VERSIONS = _STARTS.where(
-    _VERSIONS.c.tariff_id
-    == select(_TARIFFS.c.id)
-    .where(
-        _TARIFFS.c.category_id == bindparam("category_id"),
-        _TARIFFS.c.utility == "electricity",
+_CUSTOMERS = cast(Table, Customer.__table__)
+
+
+def _version_pick(
+    tariff_id: ColumnElement[Any], category_id: ColumnElement[Any], *, in_force: bool
+) -> ScalarSelect[Any]:
+    """The id of the version in force at ``:at`` (or the next one after it) of a tariff.
+
+    The tariff is the customer's own (``tariff_id``), else the first
+    electricity tariff of their category (``category_id``), as
+    :func:`~cardcenter.tariffs.services.tariff_of` decides; in force is the
+    latest start at or before ``:at``, next is the earliest start after it
+    (ties by version, then id). Given customer columns, the pick is
+    correlated to the customer row of the enclosing statement.
+    """
+    default = (
+        select(_TARIFFS.c.id)
+        .where(_TARIFFS.c.category_id == category_id, _TARIFFS.c.utility == "electricity")
+        .order_by(_TARIFFS.c.id)
+        .limit(1)
+        .correlate_except(_TARIFFS)
+        .scalar_subquery()
     )
-    .order_by(_TARIFFS.c.id)
-    .limit(1)
-    .scalar_subquery()
+    at = bindparam("at", type_=_VERSIONS.c.active_from.type)
+    starts = (_VERSIONS.c.active_from, _VERSIONS.c.version, _VERSIONS.c.id)
+    pick = select(_VERSIONS.c.id).where(_VERSIONS.c.tariff_id == func.coalesce(tariff_id, default))
+    if in_force:
+        pick = pick.where(_VERSIONS.c.active_from <= at).order_by(*(c.desc() for c in starts))
+    else:
+        pick = pick.where(_VERSIONS.c.active_from > at).order_by(*starts)
+    return pick.limit(1).correlate_except(_VERSIONS).scalar_subquery()
+
+
+TARIFF_IN_FORCE = _version_pick(
+    _CUSTOMERS.c.tariff_id, _CUSTOMERS.c.category_id, in_force=True
+).label("tariff_in_force")
+TARIFF_SCHEDULED = _version_pick(
+    _CUSTOMERS.c.tariff_id, _CUSTOMERS.c.category_id, in_force=False
+).label("tariff_scheduled")
+"""The two picks as columns of a statement that selects the customer (the sale's first)."""
+
+_TARIFF_CHOICE = select(
+    *(
+        _version_pick(
+            bindparam("tariff_id", type_=Integer),
+            bindparam("category_id", type_=Integer),
+            in_force=in_force,
+        )
+        for in_force in (True, False)
+    )
 )
 
 
@@ -98,30 +136,33 @@ def still_loaded(obj: object) -> bool:
 
 
 def tariffs_at(
-    session: Session, customer: Customer, at: datetime, cache: TariffCache | None = None
+    session: Session,
+    customer: Customer,
+    at: datetime,
+    cache: TariffCache | None = None,
+    choice: tuple[int | None, int | None] | None = None,
 ) -> Tariffs:
     """The customer's tariff version in force at ``at`` and the next scheduled one.
 
-    One query gives the start times of all versions of the tariff the
-    customer pays (their own, else their category's default, as
-    :func:`tariff_of` decides); the two wanted are picked here. A version is
-    never changed once written (a change is a new version), so ``cache``
-    can keep the loaded ones for as long as its owner likes; which version
-    is in force is asked of the database every time.
+    One query picks the ids of both (:func:`_version_pick`); ``choice``, the
+    ids a statement of the caller already picked for this ``at`` (with
+    :data:`TARIFF_IN_FORCE` and :data:`TARIFF_SCHEDULED`), saves even that.
+    A version is never changed once written (a change is a new version), so
+    ``cache`` can keep the loaded ones for as long as its owner likes; which
+    version is in force is asked of the database every time.
     """
-    if customer.tariff_id is not None:
-        starts = (
-            session.connection().execute(_OWN_VERSIONS, {"tariff_id": customer.tariff_id}).all()
-        )
-    else:
-        starts = (
+    if choice is None:
+        row = (
             session.connection()
-            .execute(_DEFAULT_VERSIONS, {"category_id": customer.category_id})
-            .all()
+            .execute(
+                _TARIFF_CHOICE,
+                {"tariff_id": customer.tariff_id, "category_id": customer.category_id, "at": at},
+            )
+            .one()
         )
-    started = [(r.active_from, r.version, r.id) for r in starts if r.active_from <= at]
-    coming = [(r.active_from, r.version, r.id) for r in starts if r.active_from > at]
-    if not started:
+        choice = (row[0], row[1])
+    in_force, scheduled = choice
+    if in_force is None:
         # no tariff, or none in force yet: the slow path says which, in a sentence
         tariff = tariff_of(session, customer)
         return version_at(session, tariff, at), next_version(session, tariff, at)
@@ -133,7 +174,7 @@ def tariffs_at(
             version = cache[version_id] = session.get_one(TariffVersion, version_id)
         return version
 
-    return load(max(started)[2]), load(min(coming)[2]) if coming else None
+    return load(in_force), load(scheduled) if scheduled is not None else None
 
 
 def build_write(

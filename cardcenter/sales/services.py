@@ -12,17 +12,20 @@ card never took money into the books.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Integer, Table, bindparam, select, update
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import Connection, Integer, Table, bindparam, select, update
+from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.instrumentation import manager_of_class
 
 from cardcenter.cards.models import Card, CardStatus
 from cardcenter.cards.reading import CardReading
+from cardcenter.core.db import connection_of
 from cardcenter.core.errors import CardRefusedError, ConflictError
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.reconciliation.models import WriteBackSource
@@ -35,6 +38,8 @@ from cardcenter.sales import ledger
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.tariffs.models import TariffVersion
 from cardcenter.tariffs.pricing import format_money
+
+_Mapped = TypeVar("_Mapped")
 
 
 class PendingAction(StrEnum):
@@ -64,6 +69,8 @@ class Visit:
     settled: Settled = Settled.NONE
     tariffs: tuple[TariffVersion, TariffVersion | None] | None = None
     """The tariff version in force and the next scheduled one (looked up once)."""
+    tariff_choice: tuple[int | None, int | None] | None = None
+    """The ids of those two versions, when the card's row came with them (a sale)."""
 
 
 def check_usable(card: Card | None, reading: CardReading, *, issuing_ok: bool) -> Card:
@@ -92,7 +99,19 @@ def identify(session: Session, reading: CardReading, *, issuing_ok: bool = False
     """Match the card with its customer and meter (one query), or refuse it with the reason."""
     if reading.blank:
         raise CardRefusedError(f"card {reading.serial} is blank: issue it to a customer first")
-    row = session.execute(_CARD_OF_SERIAL, {"serial": reading.serial}).one_or_none()
+    row = session.execute(CARD_OF_SERIAL, {"serial": reading.serial}).one_or_none()
+    return visit_of(row, reading, issuing_ok=issuing_ok)
+
+
+def visit_of(row: Sequence[Any] | None, reading: CardReading, *, issuing_ok: bool = False) -> Visit:
+    """The visit of a card row with its customer and meter (first in ``row``), or the refusal.
+
+    Apart from :func:`identify` so that a flow may fetch the row together
+    with what else it needs from the books in the same statement (the sale:
+    its request id and tariff, :data:`CARD_OF_SERIAL`).
+    """
+    if reading.blank:
+        raise CardRefusedError(f"card {reading.serial} is blank: issue it to a customer first")
     card = check_usable(row[0] if row else None, reading, issuing_ok=issuing_ok)
     assert row is not None
     customer, meter = row[1], row[2]
@@ -245,7 +264,9 @@ _PAID_THROUGH = (
 )
 
 
-_CARD_OF_SERIAL = (
+# A card's row with its customer and meter, by serial: :func:`identify`'s one
+# query, which the sale extends with the other things it looks up first.
+CARD_OF_SERIAL = (
     select(Card, Customer, Meter)
     .join(Customer, Customer.id == Card.customer_id)
     .join(Meter, Meter.id == Card.meter_id)
@@ -263,6 +284,21 @@ def mirror(obj: object, **values: Any) -> None:
     """
     for name, value in values.items():
         set_committed_value(obj, name, value)
+
+
+def as_loaded(cls: type[_Mapped], **values: Any) -> _Mapped:
+    """An object of mapped ``cls`` holding ``values`` as though loaded from its row, detached.
+
+    For a row the caller has just inserted with a plain statement (all its
+    columns given): the constructor would record every value as a change
+    (an attribute event each, about 30 us for a sale) only to have the
+    change forgotten again. Add the object to a session to track later
+    changes as usual.
+    """
+    obj: _Mapped = manager_of_class(cls).new_instance()
+    obj.__dict__.update(values)
+    make_transient_to_detached(obj)
+    return obj
 
 
 def start_write(
@@ -317,7 +353,7 @@ def start_write(
 
 
 def commit_purse(
-    session: Session,
+    session: Session | Connection,
     card_id: int,
     *,
     action: PendingAction,
@@ -332,7 +368,8 @@ def commit_purse(
     Conditional like :func:`start_write`: of two desks confirming the same
     write (a retried request racing a recovery), one does it and the other
     learns it is done. Returns the values written, or None when the row no
-    longer announces this write.
+    longer announces this write. Runs statements only, so ``session`` may be
+    a plain connection.
     """
     values: dict[str, Any] = {
         "purchase_count": count,
@@ -344,7 +381,7 @@ def commit_purse(
     }
     if issuing:
         values.update(status=CardStatus.ACTIVE, status_changed_at=at)
-    result = session.connection().execute(
+    result = connection_of(session).execute(
         _CONFIRM_ISSUE if issuing else _CONFIRM,
         {
             "card_id": card_id,
@@ -399,14 +436,20 @@ def cancel_write(session: Session, card: Card) -> None:
 
 
 def take_payment(
-    session: Session, sale: Sale, *, at: datetime, customer: Customer | None = None
+    session: Session | Connection,
+    sale: Sale,
+    *,
+    at: datetime,
+    customer: Customer | None = None,
 ) -> None:
     """A sale is on the card: the money is taken and its credit is in transit.
 
     ``customer``, when the caller holds it loaded, is kept in step with the
-    row (the months of fixed charge this sale paid).
+    row (the months of fixed charge this sale paid). Runs statements only
+    (``sale`` is updated to match), so ``session`` may be a plain connection.
     """
-    done = session.connection().execute(_WRITTEN, {"sale_id": sale.id, "at": at})
+    connection = connection_of(session)
+    done = connection.execute(_WRITTEN, {"sale_id": sale.id, "at": at})
     if done.rowcount != 1:
         raise ConflictError(f"sale {sale.id} was settled by another desk meanwhile")
     mirror(sale, status=SaleStatus.WRITTEN, written_at=at)
@@ -419,12 +462,12 @@ def take_payment(
     if sale.kind is SaleKind.CARRY_OVER:
         # a meter swap: the old meter's credit travels to the new one on the card
         ledger.post(
-            session, ledger.meter(sale.customer_id), transit, sale.credit, "carry-over", **links
+            connection, ledger.meter(sale.customer_id), transit, sale.credit, "carry-over", **links
         )
         return
     till = ledger.till(sale.site)
     ledger.post_all(
-        session,
+        connection,
         [
             (till, transit, sale.credit, "credit"),
             (till, ledger.TAX, sale.tax, "tax"),
@@ -434,9 +477,7 @@ def take_payment(
     )
     months = sale.breakdown.get("months") or []
     if months:
-        session.connection().execute(
-            _PAID_THROUGH, {"customer_id": sale.customer_id, "month": max(months)}
-        )
+        connection.execute(_PAID_THROUGH, {"customer_id": sale.customer_id, "month": max(months)})
         if customer is not None:
             mirror(customer, fixed_paid_through=max(months))
 

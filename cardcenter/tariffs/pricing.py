@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from cardcenter.core.errors import InvalidInputError
@@ -436,16 +437,25 @@ def _month_index(year: int, month: int) -> int:
     return year * 12 + month - 1
 
 
+@lru_cache(maxsize=1024)
 def _month_text(index: int) -> str:
+    # cached, like _month_of below: a sale after a quiet spell names every month since
     year, month0 = divmod(index, 12)
     return f"{year:04d}-{month0 + 1:02d}"
 
 
 def _parse_month(text: str, field: str) -> int:
-    match = _MONTH_RE.match(text) if isinstance(text, str) else None
-    if match is None:
+    index = _month_of(text) if isinstance(text, str) else None
+    if index is None:
         raise InvalidInputError(field, f"{text!r} is not a month: give YYYY-MM, e.g. 2026-01")
-    return _month_index(int(match[1]), int(match[2]))
+    return index
+
+
+@lru_cache(maxsize=1024)
+def _month_of(text: str) -> int | None:
+    """The month index of ``YYYY-MM`` text, or None; cached (bounded), since months recur."""
+    match = _MONTH_RE.match(text)
+    return None if match is None else _month_index(int(match[1]), int(match[2]))
 
 
 def _utc(at: datetime, name: str) -> datetime:

@@ -1,0 +1,158 @@
+"""The sale's hot path: its plain-connection transaction, its one look-up, its loaded rows."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from centre_support import Database
+from sqlalchemy import Connection, insert, select, text
+from sqlalchemy.exc import OperationalError
+
+from cardcenter.core.db import connection_transaction, make_engine, transaction
+from cardcenter.core.errors import NotFoundError
+from cardcenter.customers.models import Category, Customer
+from cardcenter.customers.services import open_account
+from cardcenter.sales import planning
+from cardcenter.sales.ledger import balance, post
+from cardcenter.sales.services import as_loaded
+from cardcenter.tariffs.models import TariffKind
+from cardcenter.tariffs.services import (
+    add_tariff,
+    get_or_create_category,
+    next_version,
+    tariff_of,
+    version_at,
+)
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+FLAT = {"rate_prices": [5283]}
+
+
+def _waits_for_the_disk(connection: Connection) -> bool:
+    if connection.dialect.name == "sqlite":
+        return bool(connection.execute(text("PRAGMA synchronous")).scalar_one() == 2)  # FULL
+    return bool(connection.execute(text("SHOW synchronous_commit")).scalar_one() == "on")
+
+
+def test_a_plain_connection_transaction_keeps_the_promise_about_the_disk(db: Database) -> None:
+    """As :func:`transaction`: durable unless asked, and the setting does not leak."""
+    for durable in (False, True, False, False, True):
+        with connection_transaction(db.sessions, durable=durable) as connection:
+            assert _waits_for_the_disk(connection) is durable
+            post(connection, "till:HQ", "transit:1", 1, "a row to commit")
+        with transaction(db.sessions) as session:
+            assert _waits_for_the_disk(session.connection())
+    with db.sessions() as session:
+        assert balance(session, "transit:1") == 5
+
+
+def test_a_plain_connection_transaction_rolls_back_on_error(db: Database) -> None:
+    with pytest.raises(RuntimeError), connection_transaction(db.sessions) as connection:
+        post(connection, "till:HQ", "transit:1", 7, "never committed")
+        raise RuntimeError("refused half-way")
+    with db.sessions() as session:
+        assert balance(session, "transit:1") == 0
+
+
+def test_a_write_lock_not_granted_is_a_database_error(tmp_path: Path) -> None:
+    """SQLite's BEGIN IMMEDIATE goes to the driver directly, but fails as any statement would."""
+    path = tmp_path / "locked.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:  # the file made, in WAL mode, and the dialect set up
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA busy_timeout=0")
+            with pytest.raises(OperationalError, match="locked"):
+                connection.begin()
+        holder.execute("ROLLBACK")
+        with engine.begin() as connection:  # and the next transaction goes ahead
+            connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+    finally:
+        holder.close()
+        engine.dispose()
+
+
+def _accounts(db: Database) -> tuple[int, int]:
+    """A customer paying the category default, and one with a tariff of their own.
+
+    The category's water tariff is older (a lower id) than its electricity
+    default, so picking the default by category alone would find it.
+    """
+    with transaction(db.sessions) as session:
+        add_tariff(
+            session, "water", TariffKind.FLAT, FLAT, category="homes", active_from=T0,
+            now=T0, utility="water",
+        )  # fmt: skip
+        for days in (0, 10, 20):
+            add_tariff(
+                session, "homes", TariffKind.FLAT, FLAT, category="homes" if not days else None,
+                active_from=T0 + timedelta(days=days), now=T0,
+            )  # fmt: skip
+        own = add_tariff(
+            session, "own", TariffKind.FLAT, FLAT, active_from=T0 + timedelta(days=5), now=T0
+        ).tariff
+        category = get_or_create_category(session, "homes")
+        ids = []
+        for n, tariff in enumerate((None, own)):
+            customer = open_account(
+                session, name=f"Customer {n}", meter_no=f"{20_000_000 + n:012d}",
+                category_id=category.id, tariff=tariff, now=T0,
+            )  # fmt: skip
+            ids.append(customer.id)
+        return ids[0], ids[1]
+
+
+INSTANTS = [T0 + timedelta(days=d, seconds=s) for d in (0, 5, 10, 15, 20, 30) for s in (-1, 0, 1)]
+
+
+def test_the_tariff_pick_is_the_tariff_services_answer(db: Database) -> None:
+    """Standalone or as columns of the sale's statement, the same versions as
+    version_at and next_version of the customer's tariff, at and around every start."""
+    picked_with_the_customer = select(
+        Customer.id, planning.TARIFF_IN_FORCE, planning.TARIFF_SCHEDULED
+    ).where(Customer.id.in_(_accounts(db)))
+    with db.sessions() as session:
+        for at in INSTANTS:
+            rows = session.execute(picked_with_the_customer, {"at": at}).all()
+            assert len(rows) == 2
+            for customer_id, in_force, scheduled in rows:
+                customer = session.get_one(Customer, customer_id)
+                tariff = tariff_of(session, customer)
+                try:
+                    expected = version_at(session, tariff, at)
+                except NotFoundError as exc:
+                    assert in_force is None
+                    with pytest.raises(NotFoundError, match=str(exc)[:40]):
+                        planning.tariffs_at(session, customer, at)
+                    continue
+                upcoming = next_version(session, tariff, at)
+                assert (in_force, scheduled) == (
+                    expected.id,
+                    upcoming.id if upcoming else None,
+                )
+                for choice in (None, (in_force, scheduled)):
+                    current, following = planning.tariffs_at(session, customer, at, {}, choice)
+                    assert current is expected and following is upcoming
+
+
+def test_a_row_just_inserted_is_held_as_loaded(db: Database) -> None:
+    """as_loaded: nothing to flush for it, and a later change is tracked and written."""
+    with transaction(db.sessions) as session:
+        row = {"code": "homes", "name": "Homes"}
+        new_id = session.execute(insert(Category).returning(Category.id), row).scalar_one()
+        category = as_loaded(Category, id=new_id, **row)
+        session.add(category)
+        assert category in session and not session.dirty and not session.new
+        assert session.get(Category, new_id) is category
+        category.name = "Houses"
+        assert category in session.dirty
+    with db.sessions() as session:
+        assert session.get_one(Category, new_id).name == "Houses"
