@@ -5,7 +5,8 @@ The records are JSON lines (``cardmeter.fleet``'s stored-record format:
 files as hex). Each record is decoded (the card codecs' values, read
 quickly: :func:`decode_write_back`), its two MACs verified under the
 meter's key as :func:`verify_meter_report` does (the batch's keys derived
-at once, the MACs over the files' bytes: :func:`verify_meter_files`),
+at once, the batch's MACs together over the files' bytes:
+:func:`verify_meter_files_many`),
 matched to a meter of the books and reconciled by the same rules as a card
 read at the desk (:func:`cardcenter.reconciliation.services.assess`).
 
@@ -20,9 +21,10 @@ an interrupted import keeps what it finished, and running it again skips
 those records as duplicates: they are stored by the digest of their bytes
 (bytes stored were verified when they were stored).
 
-Checking a record (JSON, decoding, key, MACs) needs no database and costs
-about as much as writing it, so the two run side by side: a forked process
-checks batch n + 1 while this one writes batch n (:class:`_Checker`), and a
+Checking a record (JSON, decoding, key, MACs, and making its ``write_backs``
+row) needs no database and costs about half as much as writing it, so the
+two run side by side: a forked process checks batch n + 1 while this one
+writes batch n (:class:`_Checker`), and a
 batch's commit, mostly the database's own work, overlaps the receiving of
 the next (:class:`_Committer`). The database is held only for the reading
 and writing of the books. With a key store a fork may not use (a PKCS#11
@@ -49,7 +51,7 @@ import signal
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
@@ -86,7 +88,7 @@ from cardcenter.reconciliation.services import (
 )
 from cardcenter.sales import ledger
 from cardcenter.sales.models import IN_TRANSIT, Sale, SaleStatus
-from cardlayout.card.operations import decode_history, decode_write_back, verify_meter_files
+from cardlayout.card.operations import decode_history, decode_write_back, verify_meter_files_many
 from cardlayout.errors import CardLayoutError, SecurityError
 from cardlayout.files import History, MeterStatus, WriteBack
 from cardlayout.security.diversify import CardKeys
@@ -140,15 +142,16 @@ class _Line:
 
 @dataclass(slots=True)
 class _Parsed:
-    """One line, decoded and MAC-verified."""
+    """One line, decoded and MAC-verified, with its ``write_backs`` row made."""
 
     line: int
     write_back: WriteBack
     history: History | None
-    raw_write_back: bytes
-    raw_history: bytes | None
-    serial: str
     digest: str
+    record: tuple[Any, ...]
+    """The ``write_backs`` values of :data:`_RECORD_COLUMNS` (the row but for the
+    meter, the id and the time read): :func:`record_values`, made where the record
+    is checked, so the process writing the books does not."""
 
 
 @dataclass(slots=True)
@@ -211,8 +214,12 @@ _METER_COLUMNS = (
 )
 
 
-_JSON = json.JSONEncoder(separators=(",", ":"))
-"""``json.dumps(value, separators=(",", ":"))`` without making an encoder each time."""
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+"""A stand-in for a time a row is given later (it is dropped before the row is written)."""
+
+_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+"""``json.dumps(value, separators=(",", ":"))`` without making an encoder each time
+(and without the cycle check: the values are trees made by :func:`assess`)."""
 
 
 def _compact_json(value: Any) -> str | None:
@@ -285,8 +292,9 @@ def _check(keys: CardKeys, lines: Sequence[tuple[int, str]], known: Container[st
     Each line is refused with the first thing wrong with it, in this order:
     not a record, a file that does not decode, names that differ from the
     write-back's, a MAC that does not verify. The meters' keys are derived
-    for the whole batch in one request to the key store. Lines whose digest
-    is in ``known`` (stored before, so verified then) are only counted.
+    for the whole batch in one request to the key store, and the batch's
+    MACs computed together (:func:`verify_meter_files_many`). Lines whose
+    digest is in ``known`` (stored before, so verified then) are only counted.
     """
     out = _Checked()
     decoded: list[tuple[_Line, WriteBack, History | None]] = []
@@ -308,9 +316,9 @@ def _check(keys: CardKeys, lines: Sequence[tuple[int, str]], known: Container[st
         reason = f"the record cannot be verified ({exc}): the file is damaged"
         out.refused += [(line.line, line.digest, reason) for line, _, _ in decoded]
         return out
-    for line, write_back, history in decoded:
-        try:
-            verify_meter_files(
+    outcomes = verify_meter_files_many(
+        [
+            (
                 meter_keys.value(write_back.meter_no),
                 line.serial,
                 write_back,
@@ -318,25 +326,46 @@ def _check(keys: CardKeys, lines: Sequence[tuple[int, str]], known: Container[st
                 history,
                 line.raw_history,
             )
-        except SecurityError as exc:
-            out.refused.append((line.line, line.digest, f"{exc}; not reconciled"))
-            continue
-        except CardLayoutError as exc:
-            reason = f"the record cannot be verified ({exc}): the file is damaged"
+            for line, write_back, history in decoded
+        ]
+    )
+    for (line, write_back, history), error in zip(decoded, outcomes, strict=True):
+        if isinstance(error, SecurityError):
+            out.refused.append((line.line, line.digest, f"{error}; not reconciled"))
+        elif error is not None:
+            reason = f"the record cannot be verified ({error}): the file is damaged"
             out.refused.append((line.line, line.digest, reason))
-            continue
-        out.parsed.append(
-            _Parsed(
-                line.line,
-                write_back,
-                history,
-                line.raw_write_back,
-                line.raw_history,
-                line.serial.hex().upper(),
-                line.digest,
+        else:
+            out.parsed.append(
+                _Parsed(
+                    line.line, write_back, history, line.digest, _record(line, write_back, history)
+                )
             )
-        )
     return out
+
+
+_RECORD_COLUMNS = tuple(
+    name
+    for name in (column.name for column in _WRITE_BACKS.c)
+    if name not in ("id", "meter_id", "read_at")
+)
+"""The ``write_backs`` columns a checked record carries (:attr:`_Parsed.record`)."""
+
+
+def _record(line: _Line, write_back: WriteBack, history: History | None) -> tuple[Any, ...]:
+    """The record's :data:`_RECORD_COLUMNS` values, as :func:`record_values` makes them."""
+    values = record_values(
+        digest=line.digest,
+        meter_id=0,  # the books' meter, found when the record is written
+        card_serial=line.serial.hex().upper(),
+        source=WriteBackSource.IMPORT,
+        write_back=write_back,
+        history=history,
+        raw_write_back=line.raw_write_back,
+        raw_history=line.raw_history,
+        read_at=_NEVER,  # the time the batch is written
+    )
+    return tuple(values[name] for name in _RECORD_COLUMNS)
 
 
 def _unknown_meter_text(write_back: WriteBack) -> str:
@@ -397,14 +426,13 @@ class _Reader:
             result = self.connection.exec_driver_sql(
                 f"SELECT {names} {sql} ({marks}) {tail}", (*chunk, *after_values)
             )
-            for row in result.fetchall():
-                if not processors:
-                    yield row
-                    continue
-                processed = list(row)
+            fetched: Sequence[Sequence[Any]] = result.fetchall()
+            if processors and fetched:  # column by column, transposed by zip (in C)
+                by_column = list(zip(*fetched, strict=True))
                 for index, process in processors:
-                    processed[index] = process(processed[index])
-                yield processed
+                    by_column[index] = tuple(map(process, by_column[index]))
+                fetched = list(zip(*by_column, strict=True))
+            yield from fetched
 
 
 _BASELINE = (
@@ -586,15 +614,24 @@ class _Driver:
     ) -> list[tuple[Any, ...]]:
         """Each row's values of ``names`` as a tuple, through the columns' bind processors.
 
-        Column by column (the tuples made and transposed by ``itemgetter``
-        and ``zip``, in C): most columns need no processing at all.
+        The tuples are made by ``itemgetter``, in C.
         """
         get = operator.itemgetter(*names)
         values: list[tuple[Any, ...]] = [get(row) for row in rows]
         if len(names) == 1:
             values = [(value,) for value in values]
+        return self._converted(table, names, values)
+
+    def _converted(
+        self, table: Table, names: Sequence[str], values: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """``values`` (tuples of ``names``) through the columns' bind processors.
+
+        Column by column (transposed by ``zip``, in C): most columns need no
+        processing at all.
+        """
         converters = [(i, c) for i, c in enumerate(self._converters(table, names)) if c]
-        if not converters:
+        if not converters or not values:
             return values
         columns = list(zip(*values, strict=True))
         for i, convert in converters:
@@ -607,6 +644,13 @@ class _Driver:
             return
         names = list(rows[0])
         copy_rows(self.session, table.name, names, self._tuples(table, names, rows))
+
+    def insert_tuples(
+        self, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """INSERT every row, each a tuple of the values of ``names``."""
+        if rows:
+            copy_rows(self.session, table.name, names, self._converted(table, names, rows))
 
     def update(self, table: Table, rows: Sequence[dict[str, Any]], key: str = "id") -> None:
         """UPDATE each row's columns where ``key`` is the row's ``key`` (one executemany)."""
@@ -651,32 +695,26 @@ def _write(
     """Write what the batch decided, a statement per table; return the findings made."""
     now = utcnow()
     db = _Driver(session)
-    records = [
-        record_values(
-            digest=p.digest,
-            meter_id=meter_id,
-            card_serial=p.serial,
-            source=WriteBackSource.IMPORT,
-            write_back=p.write_back,
-            history=p.history,
-            raw_write_back=p.raw_write_back,
-            raw_history=p.raw_history,
-            read_at=now,
-        )
-        for p, meter_id in [*stale, *((f.parsed, f.meter_id) for f in fresh)]
-    ]
-    ids = db.new_ids(_WRITE_BACKS, len(records))
-    for record, record_id in zip(records, ids, strict=True):
-        record["id"] = record_id
-    db.insert(_WRITE_BACKS, records)
+    written = [*stale, *((f.parsed, f.meter_id) for f in fresh)]
+    ids = db.new_ids(_WRITE_BACKS, len(written))
+    db.insert_tuples(
+        _WRITE_BACKS,
+        ("id", "meter_id", "read_at", *_RECORD_COLUMNS),
+        [(i, meter_id, now, *p.record) for i, (p, meter_id) in zip(ids, written, strict=True)],
+    )
     rec_ids = db.new_ids(_RECONCILIATIONS, len(fresh))
-    reconciliations = []
-    for f, wb_id, rec_id in zip(fresh, ids[len(stale) :], rec_ids, strict=True):
-        values = reconciliation_values(
+    reconciliations = [
+        reconciliation_values(
             f.customer_id, f.meter_id, wb_id, f.period_start, f.parsed.write_back, f.assessment, now
         )
-        reconciliations.append(values | {"id": rec_id})
-    db.insert(_RECONCILIATIONS, reconciliations)
+        for f, wb_id in zip(fresh, ids[len(stale) :], strict=True)
+    ]
+    if reconciliations:  # each row's values in the order of the first row's keys
+        db.insert_tuples(
+            _RECONCILIATIONS,
+            ("id", *reconciliations[0]),
+            [(i, *row.values()) for i, row in zip(rec_ids, reconciliations, strict=True)],
+        )
 
     entries: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
@@ -719,7 +757,7 @@ def _write(
     db.insert(_FINDINGS, findings)
     db.update(_SALES, delivered)
     moved = sorted({f.parsed.write_back.meter_no for f in fresh})
-    db.update(_METERS, [bases[no].meter_values() | {"id": bases[no].meter_id} for no in moved])
+    db.update(_METERS, [{**bases[no].meter_values(), "id": bases[no].meter_id} for no in moved])
     upsert_monthly_usage(session, [(m, month, q) for (m, month), q in months.items()])
     return len(findings)
 
@@ -837,7 +875,7 @@ def _batches(lines: Iterable[str], size: int) -> Iterator[list[tuple[int, str]]]
     """The non-blank lines with their numbers, ``size`` at a time."""
     batch: list[tuple[int, str]] = []
     for number, line in enumerate(lines, 1):
-        if not line.strip():
+        if not line or line.isspace():  # blank (strip() would copy the line)
             continue
         batch.append((number, line))
         if len(batch) >= size:
@@ -912,11 +950,11 @@ def _serve(connection: Connection, keys: CardKeys) -> None:
 class _Checker:
     """A second process that checks the next batch while this one writes the last.
 
-    Checking (JSON, hex, the two files, the key and two MACs) and writing
-    (the books) each take about half of a record's time, and they need
-    nothing of each other until the writing: run side by side they use both
-    cores of a small machine. The process is forked, so the key store it
-    uses is the parent's own object (:attr:`KeyStore.forkable`).
+    Checking (JSON, hex, the two files, the key and two MACs, the record's
+    row) and writing (the books) need nothing of each other until the
+    writing: run side by side they use both cores of a small machine. The
+    process is forked, so the key store it uses is the parent's own object
+    (:attr:`KeyStore.forkable`).
     """
 
     def __init__(self, keys: CardKeys) -> None:

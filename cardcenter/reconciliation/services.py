@@ -645,6 +645,8 @@ class TariffBook:
         chosen: list[_Version] = []
         first_id = self._start_version(session, base, start)
         first = self._version(session, first_id) if first_id is not None else None
+        if first is not None and not extra and not self._later[first.id]:
+            return (first.low, first.high), [first.id]  # the usual case: one version
         if first is not None:
             chosen.append(first)
             chosen += [v for v in self._later[first.id] if v.active_from <= end]

@@ -10,6 +10,7 @@ so a caller cannot forget one.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,7 +26,7 @@ from cardlayout.card.snapshot import (
     select_application,
 )
 from cardlayout.codec import END, START
-from cardlayout.errors import CardLayoutError, FormatError
+from cardlayout.errors import CardLayoutError, FormatError, SecurityError
 from cardlayout.files import (
     CARD_KINDS,
     HISTORY,
@@ -54,7 +55,15 @@ from cardlayout.files import (
 )
 from cardlayout.security.diversify import CardKeys, transport_key
 from cardlayout.security.keys import Purpose, SecretKey
-from cardlayout.security.mac import MacLabel, data_mac, verify_data_mac, verify_data_macs
+from cardlayout.security.mac import (
+    MacLabel,
+    aes_cmacs_keyed,
+    check_data_macs,
+    data_mac,
+    data_mac_inputs,
+    verify_data_mac,
+    verify_data_macs,
+)
 from cardlayout.transport.channel import CardChannel
 from cardlayout.vcard.cos import DF_TYPE, EF_TYPE, KID_ISSUER, KID_METER, KID_TRANSPORT
 from cardlayout.vcard.image import MF
@@ -404,6 +413,62 @@ def verify_meter_files(
             raise ValueError("the history's file bytes are needed to check its MAC")
         macs.append((MacLabel.HISTORY, _mac_message(HISTORY, raw_history), history.mac))
     verify_data_macs(writeback_key, write_back.meter_no, write_back.customer_no, serial, macs)
+
+
+MeterFiles = tuple[bytes, bytes, WriteBack, bytes, History | None, bytes | None]
+"""One record for :func:`verify_meter_files_many`: the meter's write-back key (bytes),
+the card serial, the write-back and its file bytes, the history and its file bytes."""
+
+
+def verify_meter_files_many(records: Sequence[MeterFiles]) -> list[CardLayoutError | None]:
+    """:func:`verify_meter_files` of many records at once: what each would raise, or None.
+
+    For a bulk import: the MACs of all the records, each under its meter's
+    key, are computed together (:func:`aes_cmacs_keyed`), which costs a
+    fraction of a cipher per meter. Entry ``i`` is the :class:`SecurityError`
+    or other :class:`CardLayoutError` (a file of the wrong size, a number
+    that is not twelve digits) that ``verify_meter_files(*records[i])``
+    raises, with the same message, or None where it returns;
+    tests/cardlayout/test_meter_report_bulk.py compares the two. A history
+    without its file bytes is a programming error and raises
+    :class:`ValueError` at once, as there.
+    """
+    outcomes: list[CardLayoutError | None] = [None] * len(records)
+    keys: list[bytes] = []
+    messages: list[bytes] = []
+    pending: list[tuple[int, list[tuple[str, bytes]]]] = []
+    for index, (key, serial, write_back, raw_write_back, history, raw_history) in enumerate(
+        records
+    ):
+        try:
+            bodies = [(MacLabel.WRITE_BACK.value, _mac_message(WRITE_BACK, raw_write_back))]
+            macs = [(MacLabel.WRITE_BACK.value, write_back.mac)]
+            if history is not None:
+                if raw_history is None:
+                    raise ValueError("the history's file bytes are needed to check its MAC")
+                bodies.append((MacLabel.HISTORY.value, _mac_message(HISTORY, raw_history)))
+                macs.append((MacLabel.HISTORY.value, history.mac))
+            inputs = data_mac_inputs(write_back.meter_no, write_back.customer_no, serial, bodies)
+        except CardLayoutError as exc:
+            outcomes[index] = exc
+            continue
+        keys += [key] * len(inputs)
+        messages += inputs
+        pending.append((index, macs))
+    tags = iter(aes_cmacs_keyed(keys, messages))
+    for index, macs in pending:
+        _, serial, write_back, _, _, _ = records[index]
+        try:
+            check_data_macs(
+                write_back.meter_no,
+                write_back.customer_no,
+                serial,
+                macs,
+                [next(tags) for _ in macs],
+            )
+        except SecurityError as exc:
+            outcomes[index] = exc
+    return outcomes
 
 
 def _mac_message(file: MeterFile, raw: bytes) -> bytes:

@@ -36,7 +36,9 @@ from cardcenter.reconciliation.models import (
     MonthlyUsage,
     Reconciliation,
     WriteBackRecord,
+    WriteBackSource,
 )
+from cardcenter.reconciliation.services import record_values, write_back_digest
 from cardcenter.sales import ledger
 from cardcenter.sales.ledger import JournalEntry
 from cardcenter.sales.models import Sale, SaleStatus
@@ -289,6 +291,35 @@ def test_a_fleet_imports_reconciled_without_findings(
         assert {s.source for s in stored} == {"import"}
         raw = {json.loads(line)["write_back"] for line in run.lines}
         assert {s.raw_write_back.hex().upper() for s in stored} == raw
+
+
+@pytest.mark.parametrize("side_by_side", [True, False], ids=["checked-beside", "checked-here"])
+def test_each_stored_record_is_record_values_of_its_line(
+    db: Database, keys: CardKeys, run: Run, side_by_side: bool
+) -> None:
+    """The row the checking stage makes is the one the desk's services make of the record."""
+    import_records(db.sessions, keys, run.lines, batch_size=5, side_by_side=side_by_side)
+    with db.sessions() as session:
+        stored = {s.digest: s for s in session.scalars(select(WriteBackRecord))}
+    assert len(stored) == len(run.lines)
+    for line in run.lines:
+        doc = json.loads(line)
+        raw, raw_history = bytes.fromhex(doc["write_back"]), bytes.fromhex(doc["history"])
+        write_back, history = WRITE_BACK.decode(raw), HISTORY.decode(raw_history)
+        assert write_back is not None
+        row = stored[write_back_digest(raw)]
+        expected = record_values(
+            digest=row.digest,
+            meter_id=run.books.meter_ids[write_back.meter_no],
+            card_serial=doc["card_serial"],
+            source=WriteBackSource.IMPORT,
+            write_back=write_back,
+            history=history,
+            raw_write_back=raw,
+            raw_history=raw_history,
+            read_at=row.read_at,
+        )
+        assert {name: getattr(row, name) for name in expected} == expected
 
 
 def test_records_of_one_meter_out_of_order_in_a_batch_are_taken_in_time_order(
