@@ -204,14 +204,21 @@ class KeyFileStore(KeyStore):
         return self._path
 
     def list_keys(self) -> list[KeyInfo]:
+        return [
+            KeyInfo(ref.purpose, ref.version, kcv(self._master(ref)), self.backend)
+            for ref in self.held()
+        ]
+
+    def held(self) -> list[KeyRef]:
+        """The keys decrypted at opening (or generated since), without check values."""
         self._check_open()
         order = {purpose.value: index for index, purpose in enumerate(Purpose)}
-        infos = [
-            KeyInfo(Purpose(entry.purpose), entry.version, kcv(entry.value), self.backend)
+        refs = [
+            KeyRef(Purpose(entry.purpose), entry.version)
             for entry in self._entries.values()
             if entry.purpose in order  # a newer program's purposes are kept, not shown
         ]
-        return sorted(infos, key=lambda info: (order[info.purpose.value], info.version))
+        return sorted(refs, key=lambda ref: (order[ref.purpose.value], ref.version))
 
     def generate(self, purpose: Purpose, version: int) -> KeyInfo:
         self._check_open()
@@ -245,6 +252,7 @@ class KeyFileStore(KeyStore):
         return aes_cmacs(self._master(ref), messages)
 
     def close(self) -> None:
+        self.forget_derived_keys()
         self._entries = {}
         self._file_key = b""
         self._closed = True

@@ -17,7 +17,7 @@ string, so the CLI and the centre configuration take one ``--keystore``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from types import TracebackType
 from typing import Final, Self
 
@@ -25,6 +25,8 @@ from cardlayout.errors import KeyStoreError
 from cardlayout.security.keys import KCV_SIZE, KeyInfo, KeyRef, Purpose
 
 PKCS11_SCHEME: Final = "pkcs11:"
+DERIVED_LIMIT: Final = 4096
+"""How many derived keys :meth:`KeyStore.derived_keys` keeps before it starts again."""
 
 
 class KeyStore(abc.ABC):
@@ -85,10 +87,39 @@ class KeyStore(abc.ABC):
     def close(self) -> None:
         """Release the store (log out, forget decrypted keys). Idempotent."""
 
+    def held(self) -> list[KeyRef]:
+        """Every master key of a known purpose, by name only (no check value).
+
+        What :meth:`versions` and :meth:`latest_version` need, asked on every
+        token vend: a check value is a MAC computed in the store for each key,
+        which a back end that knows its keys' names without one should not pay
+        for. This default takes them from :meth:`list_keys`.
+        """
+        return [KeyRef(info.purpose, info.version) for info in self.list_keys()]
+
+    def derived_keys(self) -> dict[Hashable, bytes]:
+        """Keys derived from this store's master keys, kept by everything they depend on.
+
+        For a caller that derives the same key again and again (a keypad
+        meter's decoder key, on every vend): plain memory of this object,
+        never written anywhere, emptied by :meth:`close` with the rest of the
+        store's secrets, and started afresh when it holds
+        :data:`DERIVED_LIMIT` keys. A caller's key must name everything the
+        derived key depends on, the master key version included.
+        """
+        memo: dict[Hashable, bytes] | None = self.__dict__.get("_derived_keys")
+        if memo is None or len(memo) >= DERIVED_LIMIT:
+            memo = self.__dict__["_derived_keys"] = {}
+        return memo
+
+    def forget_derived_keys(self) -> None:
+        """Empty :meth:`derived_keys` (each back end's :meth:`close` calls this)."""
+        self.__dict__.pop("_derived_keys", None)
+
     def versions(self, purpose: Purpose) -> list[int]:
         """The versions held for ``purpose``, ascending."""
         purpose = Purpose(purpose)
-        return sorted(info.version for info in self.list_keys() if info.purpose is purpose)
+        return sorted(ref.version for ref in self.held() if ref.purpose is purpose)
 
     def latest_version(self, purpose: Purpose) -> int:
         """The highest version held for ``purpose``.

@@ -264,6 +264,13 @@ class Pkcs11KeyStore(KeyStore):
         return f"PKCS#11 token {self._token_label!r}"
 
     def list_keys(self) -> list[KeyInfo]:
+        return [
+            KeyInfo(ref.purpose, ref.version, self.check_value(ref), self.backend)
+            for ref in self.held()
+        ]
+
+    def held(self) -> list[KeyRef]:
+        """The token's master keys by label: one search, no MAC computed in the token."""
         order = {purpose.value: index for index, purpose in enumerate(Purpose)}
         refs: list[KeyRef] = []
 
@@ -276,10 +283,7 @@ class Pkcs11KeyStore(KeyStore):
                     refs.append(KeyRef(Purpose(match["purpose"]), int(match["version"])))
 
         self._call(find, "list the keys")
-        refs = sorted(set(refs), key=lambda ref: (order[ref.purpose.value], ref.version))
-        return [
-            KeyInfo(ref.purpose, ref.version, self.check_value(ref), self.backend) for ref in refs
-        ]
+        return sorted(set(refs), key=lambda ref: (order[ref.purpose.value], ref.version))
 
     def generate(self, purpose: Purpose, version: int) -> KeyInfo:
         ref = KeyRef(purpose, version)
@@ -348,6 +352,7 @@ class Pkcs11KeyStore(KeyStore):
         return results
 
     def close(self) -> None:
+        self.forget_derived_keys()
         shared, self._shared = self._shared, None
         if shared is not None:
             shared.release()

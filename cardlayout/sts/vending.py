@@ -46,5 +46,19 @@ def vending_key(store: KeyStore, identity: MeterIdentity, *, version: int | None
 def store_decoder_key(
     store: KeyStore, identity: MeterIdentity, *, version: int | None = None
 ) -> bytes:
-    """The meter's decoder key from the key store's vending key, by its DKGA."""
-    return decoder_key(vending_key(store, identity, version=version), identity)
+    """The meter's decoder key from the key store's vending key, by its DKGA.
+
+    Kept in the store's memory (:meth:`KeyStore.derived_keys`) by the whole
+    identity (PAN, SGC, TI, KRN, KT, base date, EA, DKGA) and the vending
+    master key version: a centre vending to one meter again derives it once.
+    The version is looked up first every time, so a closed store still
+    refuses and a new vending master key version is used at once.
+    """
+    if version is None:
+        version = store.latest_version(Purpose.STS_VENDING)
+    memo = store.derived_keys()
+    name = ("sts-decoder", identity, version)
+    key = memo.get(name)
+    if key is None:
+        key = memo[name] = decoder_key(vending_key(store, identity, version=version), identity)
+    return key
