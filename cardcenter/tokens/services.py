@@ -34,11 +34,11 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from cardcenter.core.db import transaction
 from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
@@ -49,6 +49,7 @@ from cardcenter.operators.services import ensure_operator, require_role
 from cardcenter.sales import ledger, planning
 from cardcenter.sales.desk import Desk, check_request_id
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
+from cardcenter.sales.services import SALES
 from cardcenter.tariffs import pricing
 from cardcenter.tokens.config import describe_tables, tables_of, warn_if_sample
 from cardcenter.tokens.energy import vend_energy
@@ -66,6 +67,7 @@ from cardlayout.errors import FormatError
 from cardlayout.security.keystore import KeyStore
 from cardlayout.sts.codec import encode_token
 from cardlayout.sts.identity import MeterIdentity
+from cardlayout.sts.tables import StaTables
 from cardlayout.sts.tid import TID_LIMIT, last_minute_of, tid_of
 from cardlayout.sts.tokens import (
     ManagementSubclass,
@@ -135,14 +137,15 @@ class Issued:
 def find_keypad_meter(session: Session, pan: str, *, lock: bool = False) -> Meter:
     """The keypad meter in service with ``pan``; ``lock`` holds its row to the commit.
 
-    Locking (PostgreSQL ``FOR UPDATE``; SQLite transactions hold the write
-    lock from their start anyway) makes two desks vending to one meter take
-    turns, so each computes its TID from the other's.
+    Locking (PostgreSQL ``FOR UPDATE`` of the meter's row; SQLite
+    transactions hold the write lock from their start anyway) makes two
+    desks vending to one meter take turns, so each computes its TID from the
+    other's. The customer comes in the same query: every caller reads it.
     """
     pan = check_pan(pan)
-    query = select(Meter).where(Meter.sts_pan == pan)
+    query = select(Meter).where(Meter.sts_pan == pan).options(joinedload(Meter.customer))
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(of=Meter)
     meter = session.scalar(query)
     if meter is None or meter.kind != MeterKind.KEYPAD:
         raise NotFoundError(f"no keypad meter has PAN {pan}")
@@ -181,19 +184,36 @@ def _minutes(at: datetime, identity: MeterIdentity) -> int | None:
         return None
 
 
-def issue_batch(
-    store: KeyStore,
-    meter: Meter,
-    at: datetime,
-    kind: TokenKind,
-    make: Callable[[int, int], Token],
-    *,
-    tenths: int | None = None,
-) -> list[Issued]:
-    """The key change sections the meter needs, then ``make(rnd, tid)`` (see the module).
+@dataclass(frozen=True)
+class BatchPlan:
+    """What a meter's next batch will be, decided before any token is made."""
 
-    Moves the meter row on (identity, last TID); the caller records the
-    tokens in the same transaction.
+    current: MeterIdentity
+    """The identity the meter holds: its key encrypts the key change sections."""
+    target: MeterIdentity
+    """The identity it holds after the batch (``current`` when no key change is due)."""
+    rollover: bool
+    tid: int
+    tables: StaTables
+    key: bytes
+    """The decoder key of ``current``."""
+    new_key: bytes | None
+    """The decoder key of ``target`` when a key change is due."""
+
+    def key_change(self) -> list[Token]:
+        """The key change sections (none when the meter keeps its key)."""
+        if self.new_key is None:
+            return []
+        return list(
+            key_change_tokens(self.current, self.target, self.new_key, rollover=self.rollover)
+        )
+
+
+def plan_batch(store: KeyStore, meter: Meter, at: datetime) -> BatchPlan:
+    """The key change and TID of the meter's next batch (see the module); changes nothing.
+
+    Every refusal of a batch is made here, so a trial that only plans
+    refuses what the vend would.
     """
     current = identity_of(meter)
     target = recorded_identity(meter)
@@ -215,8 +235,8 @@ def issue_batch(
     tid = minutes if last is None else max(minutes, last + 1)
     tables = tables_of(meter.sts_tables)
     warn_if_sample(current.ea.value, meter.sts_tables)
-    issued: list[Issued] = []
     key = store_decoder_key(store, current)
+    new_key: bytes | None = None
     if target != current:
         new_key = store_decoder_key(store, target)
         if new_key == key:
@@ -226,20 +246,53 @@ def issue_batch(
                 "would bring the same key, which the meter refuses: record a new key revision "
                 "first (`cardcenter meter sts-set --meter PAN --krn N`)"
             )
-        for section in key_change_tokens(current, target, new_key, rollover=rollover):
-            issued.append(
-                Issued(
-                    TokenKind.KEY_CHANGE,
-                    section,
-                    encode_token(section, key, current.ea, tables),
-                    int(current.base_date),
-                    None,
-                    None,
-                    None,
-                )
-            )
-        key = new_key
-    token = make(secrets.randbelow(16), tid)
+    return BatchPlan(current, target, rollover, tid, tables, key, new_key)
+
+
+def issue_batch(
+    store: KeyStore,
+    meter: Meter,
+    at: datetime,
+    kind: TokenKind,
+    make: Callable[[int, int], Token],
+    *,
+    tenths: int | None = None,
+) -> list[Issued]:
+    """The key change sections the meter needs, then ``make(rnd, tid)`` (see the module).
+
+    Moves the meter row on (identity, last TID); the caller records the
+    tokens in the same transaction.
+    """
+    plan = plan_batch(store, meter, at)
+    issued = make_batch(plan, kind, make, tenths=tenths)
+    store_identity(meter, plan.target)
+    meter.sts_last_tid = plan.tid
+    return issued
+
+
+def make_batch(
+    plan: BatchPlan,
+    kind: TokenKind,
+    make: Callable[[int, int], Token],
+    *,
+    tenths: int | None = None,
+) -> list[Issued]:
+    """The batch of ``plan``: its key change sections, then ``make(rnd, tid)``, encrypted."""
+    current, target = plan.current, plan.target
+    issued = [
+        Issued(
+            TokenKind.KEY_CHANGE,
+            section,
+            encode_token(section, plan.key, current.ea, plan.tables),
+            int(current.base_date),
+            None,
+            None,
+            None,
+        )
+        for section in plan.key_change()
+    ]
+    key = plan.key if plan.new_key is None else plan.new_key
+    token = make(secrets.randbelow(16), plan.tid)
     value: int | None = None
     if isinstance(token, TransferToken):
         value = token.amount
@@ -249,16 +302,43 @@ def issue_batch(
         Issued(
             kind,
             token,
-            encode_token(token, key, target.ea, tables),
+            encode_token(token, key, target.ea, plan.tables),
             int(target.base_date),
-            tid,
+            plan.tid,
             value,
             tenths,
         )
     )
-    store_identity(meter, target)
-    meter.sts_last_tid = tid
     return issued
+
+
+def _move_meter_on(session: Session, meter: Meter, plan: BatchPlan) -> None:
+    """The meter row now holds the plan's identity and TID (one UPDATE, nothing tracked).
+
+    As :func:`issue_batch` moves it on, for a caller that leaves ``meter``
+    as it was loaded: its PAN, algorithm and tables, all a result shows of
+    it, never change with a batch.
+    """
+    target = plan.target
+    session.connection().execute(
+        _MOVE_METER_ON,
+        {
+            "meter_id": meter.id,
+            "sts_pan": target.pan,
+            "sts_sgc": target.sgc,
+            "sts_ti": target.ti,
+            "sts_krn": target.krn,
+            "sts_kt": target.kt,
+            "sts_base_date": int(target.base_date),
+            "sts_ea": target.ea.value,
+            "sts_dkga": target.dkga.value,
+            "sts_new_sgc": None,
+            "sts_new_ti": None,
+            "sts_new_krn": None,
+            "sts_new_kt": None,
+            "sts_last_tid": plan.tid,
+        },
+    )
 
 
 def record_batch(
@@ -271,15 +351,48 @@ def record_batch(
     at: datetime,
     sale: Sale | None = None,
 ) -> list[TokenRecord]:
-    """Store the batch in entry order (positions from 1)."""
+    """Store the batch in entry order (positions from 1); the rows as stored.
+
+    One INSERT of plain rows rather than the unit of work's: a token is
+    written once and never changed, so the rows are returned unattached to
+    ``session`` (nothing tracks them), with every column but ``id``.
+    """
+    rows = _record_rows(
+        issued,
+        request_id=request_id,
+        meter=meter,
+        operator_id=operator.id,
+        at=at,
+        sale_id=sale.id if sale is not None else None,
+    )
+    _insert_tokens(session, rows)
+    return rows
+
+
+def _insert_tokens(session: Session, rows: Sequence[TokenRecord]) -> None:
+    session.connection().execute(
+        _INSERT_TOKENS, [{name: getattr(row, name) for name in _TOKEN_COLUMNS} for row in rows]
+    )
+
+
+def _record_rows(
+    issued: Sequence[Issued],
+    *,
+    request_id: str,
+    meter: Meter,
+    operator_id: int,
+    at: datetime,
+    sale_id: int | None,
+) -> list[TokenRecord]:
+    """The token rows of a batch, in entry order, not attached to any session."""
     assert meter.customer_id is not None
-    rows = [
+    return [
         TokenRecord(
             request_id=request_id,
             position=position,
             meter_id=meter.id,
             customer_id=meter.customer_id,
-            sale_id=sale.id if sale is not None else None,
+            sale_id=sale_id,
             kind=item.kind,
             token_class=int(item.token.token_class),
             subclass=int(item.token.subclass),
@@ -289,13 +402,30 @@ def record_batch(
             amount_field=item.amount_field,
             tenths=item.tenths,
             issued_at=at,
-            operator_id=operator.id,
+            operator_id=operator_id,
         )
         for position, item in enumerate(issued, start=1)
     ]
-    session.add_all(rows)
-    session.flush()
-    return rows
+
+
+TOKENS = cast(Table, TokenRecord.__table__)
+METERS = cast(Table, Meter.__table__)
+CUSTOMERS = cast(Table, Customer.__table__)
+_MOVE_METER_ON = update(METERS).where(METERS.c.id == bindparam("meter_id"))
+_PAY_THROUGH = update(CUSTOMERS).where(CUSTOMERS.c.id == bindparam("customer_id"))
+_TOKEN_COLUMNS = tuple(column.name for column in TOKENS.columns if column.name != "id")
+_INSERT_TOKENS = insert(TOKENS)
+_INSERT_SALE = insert(SALES).returning(SALES.c.id)
+_VENDED_SINCE = select(func.coalesce(func.sum(TOKENS.c.tenths), 0)).where(
+    TOKENS.c.meter_id == bindparam("meter_id"),
+    TOKENS.c.kind == TokenKind.CREDIT,
+    TOKENS.c.issued_at >= bindparam("start"),
+)
+_REQUEST_USED = union_all(
+    select(TOKENS.c.id).where(TOKENS.c.request_id == bindparam("request_id")),
+    select(SALES.c.id).where(SALES.c.request_id == bindparam("request_id")),
+).limit(1)
+"""Any row a request id left: a token batch, or a sale (a card sale's, or a vend's)."""
 
 
 # ---------------------------------------------------------------- requests
@@ -312,29 +442,36 @@ def batch_of(session: Session, request_id: str) -> list[TokenRecord]:
     )
 
 
+Issue = Callable[[Session], dict[str, Any]]
+"""Makes and records a request's batch in the session given; its description."""
+
+
 def _once(
     desk: Desk,
     request_id: str,
     same: Callable[[Session, list[TokenRecord]], None],
-    issue: Callable[[Session], list[TokenRecord]],
+    issue: Issue,
 ) -> dict[str, Any]:
     """Issue a batch for ``request_id`` once; a repeated request gives the first result.
 
     ``same`` refuses a repeated id that asks for something else. Of two desks
     racing on one request id, the one that commits second hits the unique
     ``(request_id, position)`` and returns the first one's result instead.
+    A new request id (the usual case) costs one look-up: the batch and a
+    card sale are looked for only once it is known to be used.
     """
     try:
         with transaction(desk.sessions) as session:
+            used = session.connection().execute(_REQUEST_USED, {"request_id": request_id})
+            if used.first() is None:
+                return issue(session)
             done = batch_of(session, request_id)
             if done:
                 same(session, done)
                 return describe_batch(session, done, replayed=True)
-            if session.scalar(select(Sale.id).where(Sale.request_id == request_id)) is not None:
-                raise ConflictError(
-                    f"request {request_id} was a card sale: use a new request id for a token"
-                )
-            return describe_batch(session, issue(session), replayed=False)
+            raise ConflictError(
+                f"request {request_id} was a card sale: use a new request id for a token"
+            )
     except IntegrityError:
         with desk.sessions() as session:
             done = batch_of(session, request_id)
@@ -351,19 +488,152 @@ def _meter_of(session: Session, rows: list[TokenRecord]) -> Meter:
     return session.get_one(Meter, rows[0].meter_id)
 
 
-def vend(desk: Desk, pan: str, tendered: int, request_id: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class VendQuote:
+    """What a payment buys a keypad meter now: the sale's figures, before anything is made."""
+
+    meter: Meter
+    customer: Customer
+    version_id: int
+    quote: pricing.Quote
+    energy_field: int
+    """The credit token's 16-bit amount field."""
+    vended: int
+    """Energy the token credits, tenths of a kWh."""
+    breakdown: dict[str, Any]
+    """As the sale keeps it: the quote, the tariff and the energy."""
+
+
+def quote_vend(
+    session: Session, pan: str, tendered: int, at: datetime, *, lock: bool = False
+) -> VendQuote:
+    """Price ``tendered`` for keypad meter ``pan`` at ``at`` as a vend does (no writes).
+
+    By the tariff in force (fixed charges first, then tax included,
+    :func:`cardcenter.tariffs.pricing.quote`), the credit made energy with
+    this month's earlier tokens counted (:mod:`cardcenter.tokens.energy`).
+    ``lock`` holds the meter's row for the vend that follows.
+    """
+    meter = find_keypad_meter(session, pan, lock=lock)
+    customer = meter.customer
+    assert customer is not None
+    # (not the desk's tariff cache: a vend refused after loading a version rolls
+    # back, which would leave the cached version expired and detached)
+    version = planning.tariffs_at(session, customer, at)[0]
+    months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
+    quote = pricing.quote(version, tendered, months)
+    before = vended_this_month(session, meter, at)
+    energy = vend_energy(version, quote.credit, before)
+    breakdown = quote.as_dict()
+    breakdown["paid_through_before"] = customer.fixed_paid_through
+    breakdown["tariff"] = f"{version.tariff.name} v{version.version}"
+    breakdown["energy"] = {
+        "bought_tenths": energy.bought,
+        "vended_tenths": energy.vended,
+        "month_before_tenths": before,
+        "unvended": energy.unvended,
+        "basis": energy.basis,
+    }
+    return VendQuote(meter, customer, version.id, quote, energy.field, energy.vended, breakdown)
+
+
+def trial_vend(
+    sessions: sessionmaker[Session], store: KeyStore, pan: str, tendered: int, at: datetime
+) -> dict[str, Any]:
+    """What :func:`vend` would answer now, less the tokens: nothing is made or written.
+
+    The same pricing and the same batch plan (a key change due, and every
+    refusal a vend would give), read in a transaction that writes nothing.
+    """
+    pan = check_pan(pan)
+    _check_tendered(tendered)
+    with sessions() as session:
+        priced = quote_vend(session, pan, tendered, at)
+        sections = len(plan_batch(store, priced.meter, at).key_change())
+        meter = priced.meter
+        assert meter.sts_ea is not None
+        return {
+            "meter": meter.sts_pan,
+            "meter_no": meter.meter_no,
+            "customer_no": priced.customer.customer_no,
+            "tables": describe_tables(meter.sts_ea, meter.sts_tables),
+            "key_change": sections > 0,
+            "tokens": sections + 1,
+            "sale": _sale_entry(
+                None,
+                SaleStatus.DELIVERED,
+                priced.breakdown,
+                tendered=priced.quote.tendered,
+                fixed_charge=priced.quote.fixed_charge,
+                tax=priced.quote.tax,
+                credit=priced.quote.credit,
+            ),
+            "energy": _energy_entry(priced.breakdown),
+        }
+
+
+def _record_sale(
+    session: Session, priced: VendQuote, request_id: str, operator_id: int, site: str, at: datetime
+) -> int:
+    """Insert the vend's sale, delivered at once; its id (one INSERT, nothing tracked)."""
+    quote = priced.quote
+    row = {
+        "request_id": request_id,
+        "kind": SaleKind.TOKEN,
+        "status": SaleStatus.DELIVERED,
+        "customer_id": priced.customer.id,
+        "meter_id": priced.meter.id,
+        "card_id": None,
+        "operator_id": operator_id,
+        "site": site,
+        "tariff_version_id": priced.version_id,
+        "purchase_count": 0,
+        "tendered": quote.tendered,
+        "fixed_charge": quote.fixed_charge,
+        "tax": quote.tax,
+        "credit": quote.credit,
+        "card_amount": quote.credit,
+        "parameter_version": priced.customer.parameter_version,
+        "breakdown": priced.breakdown,
+        "created_at": at,
+        "written_at": at,
+        "delivered_at": at,
+    }
+    sale_id: int = session.connection().execute(_INSERT_SALE, row).scalar_one()
+    return sale_id
+
+
+def _check_tendered(tendered: int) -> None:
+    if not isinstance(tendered, int) or isinstance(tendered, bool) or tendered <= 0:
+        raise InvalidInputError("amount", f"{tendered!r} is not an amount: give 0.01 or more")
+
+
+Recorder = Callable[[Session, dict[str, Any]], None]
+"""Something to write in a vend's own transaction with its result (an audit entry)."""
+
+
+def vend(
+    desk: Desk,
+    pan: str,
+    tendered: int,
+    request_id: str | None = None,
+    *,
+    operator_id: int | None = None,
+    record: Recorder | None = None,
+) -> dict[str, Any]:
     """Sell ``tendered`` (minor units) to the keypad meter ``pan`` as a credit token.
 
-    Priced by the tariff in force as a card sale is (fixed charges first,
-    then tax included, :func:`cardcenter.tariffs.pricing.quote`); the credit
-    becomes energy at vend time (:mod:`cardcenter.tokens.energy`); any key
-    change the meter needs comes first in the batch. The money moves at once
-    (the credit straight to ``meter:N``): a token is delivered when handed over.
+    Priced by :func:`quote_vend`; any key change the meter needs comes first
+    in the batch. The money moves at once (the credit straight to
+    ``meter:N``): a token is delivered when handed over. ``operator_id`` is
+    the desk operator's row when the caller knows it (the API made it), saving
+    its look-up; ``record`` writes what the caller keeps of a new vend (its
+    audit entry) in the vend's own transaction, so both commit together and
+    the one durable commit covers them. A replayed request records nothing.
     """
     request_id = check_request_id(request_id)
     pan = check_pan(pan)
-    if not isinstance(tendered, int) or isinstance(tendered, bool) or tendered <= 0:
-        raise InvalidInputError("amount", f"{tendered!r} is not an amount: give 0.01 or more")
+    _check_tendered(tendered)
 
     def same(session: Session, rows: list[TokenRecord]) -> None:
         sale = session.get(Sale, rows[-1].sale_id) if rows[-1].sale_id else None
@@ -379,65 +649,29 @@ def vend(desk: Desk, pan: str, tendered: int, request_id: str | None = None) -> 
                 f"{pricing.format_money(tendered)} to meter {pan}: use a new request id"
             )
 
-    def issue(session: Session) -> list[TokenRecord]:
+    def issue(session: Session) -> dict[str, Any]:
         at = desk.clock()
-        meter = find_keypad_meter(session, pan, lock=True)
-        customer = meter.customer
-        assert customer is not None
-        operator = desk.operator_row(session)
-        # (not the desk's tariff cache: a vend refused after loading a version rolls
-        # back, which would leave the cached version expired and detached)
-        version = planning.tariffs_at(session, customer, at)[0]
-        months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
-        quote = pricing.quote(version, tendered, months)
-        before = vended_this_month(session, meter, at)
-        energy = vend_energy(version, quote.credit, before)
-        breakdown = quote.as_dict()
-        breakdown["paid_through_before"] = customer.fixed_paid_through
-        breakdown["tariff"] = f"{version.tariff.name} v{version.version}"
-        breakdown["energy"] = {
-            "bought_tenths": energy.bought,
-            "vended_tenths": energy.vended,
-            "month_before_tenths": before,
-            "unvended": energy.unvended,
-            "basis": energy.basis,
-        }
-        sale = Sale(
-            request_id=request_id,
-            kind=SaleKind.TOKEN,
-            status=SaleStatus.DELIVERED,
-            customer_id=customer.id,
-            meter_id=meter.id,
-            card_id=None,
-            operator_id=operator.id,
-            site=desk.site,
-            tariff_version_id=version.id,
-            purchase_count=0,
-            tendered=quote.tendered,
-            fixed_charge=quote.fixed_charge,
-            tax=quote.tax,
-            credit=quote.credit,
-            card_amount=quote.credit,
-            parameter_version=customer.parameter_version,
-            breakdown=breakdown,
-            created_at=at,
-            written_at=at,
-            delivered_at=at,
-        )
-        session.add(sale)
-        session.flush()
+        priced = quote_vend(session, pan, tendered, at, lock=True)
+        meter, customer, quote = priced.meter, priced.customer, priced.quote
+        if operator_id is None:
+            operator = desk.operator_row(session)
+            seller, seller_name = operator.id, operator.username
+        else:
+            seller, seller_name = operator_id, desk.operator
+        sale_id = _record_sale(session, priced, request_id, seller, desk.site, at)
         subclass = TRANSFER_OF_UTILITY.get(meter.utility, TransferSubclass.ELECTRICITY)
-        issued = issue_batch(
-            desk.keys.store,
-            meter,
-            at,
+        plan = plan_batch(desk.keys.store, meter, at)
+        issued = make_batch(
+            plan,
             TokenKind.CREDIT,
-            lambda rnd, tid: TransferToken(subclass, rnd, tid, energy.field),
-            tenths=energy.vended,
+            lambda rnd, tid: TransferToken(subclass, rnd, tid, priced.energy_field),
+            tenths=priced.vended,
         )
-        rows = record_batch(
-            session, issued, request_id=request_id, meter=meter, operator=operator, at=at, sale=sale
+        _move_meter_on(session, meter, plan)
+        rows = _record_rows(
+            issued, request_id=request_id, meter=meter, operator_id=seller, at=at, sale_id=sale_id
         )
+        _insert_tokens(session, rows)
         till = ledger.till(desk.site)
         ledger.post_all(
             session,
@@ -447,25 +681,49 @@ def vend(desk: Desk, pan: str, tendered: int, request_id: str | None = None) -> 
                 (till, ledger.FIXED, quote.fixed_charge, "fixed charge"),
             ],
             customer_id=customer.id,
-            sale_id=sale.id,
-            operator_id=operator.id,
+            sale_id=sale_id,
+            operator_id=seller,
         )
         if quote.months:
-            customer.fixed_paid_through = max(quote.months)
-        return rows
+            session.connection().execute(
+                _PAY_THROUGH,
+                {"customer_id": customer.id, "fixed_paid_through": max(quote.months)},
+            )
+        result = _described(
+            rows,
+            replayed=False,
+            meter=meter,
+            customer_no=customer.customer_no,
+            operator=seller_name,
+            sale=_sale_entry(
+                sale_id,
+                SaleStatus.DELIVERED,
+                priced.breakdown,
+                tendered=quote.tendered,
+                fixed_charge=quote.fixed_charge,
+                tax=quote.tax,
+                credit=quote.credit,
+            ),
+            energy=_energy_entry(priced.breakdown),
+        )
+        if record is not None:
+            record(session, result)
+        return result
 
     return _once(desk, request_id, same, issue)
 
 
 def vended_this_month(session: Session, meter: Meter, at: datetime) -> int:
-    """Energy (tenths) of the credit tokens issued to ``meter`` in ``at``'s month (UTC)."""
+    """Energy (tenths) of the credit tokens issued to ``meter`` in ``at``'s month (UTC).
+
+    Tokens are written straight to their table (:func:`record_batch`), never
+    left pending in a session, so this reads the table without a flush.
+    """
     start = at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    total = session.scalar(
-        select(func.coalesce(func.sum(TokenRecord.tenths), 0)).where(
-            TokenRecord.meter_id == meter.id,
-            TokenRecord.kind == TokenKind.CREDIT,
-            TokenRecord.issued_at >= start,
-        )
+    total = (
+        session.connection()
+        .execute(_VENDED_SINCE, {"meter_id": meter.id, "start": start})
+        .scalar_one()
     )
     return int(total or 0)
 
@@ -508,7 +766,7 @@ def engineering_token(
                 f"{kind} token of value {wanted} to meter {pan}: use a new request id"
             )
 
-    def issue(session: Session) -> list[TokenRecord]:
+    def issue(session: Session) -> dict[str, Any]:
         operator = operator_at(session, desk, Role.SUPERVISOR)
         at = desk.clock()
         meter = find_keypad_meter(session, pan, lock=True)
@@ -519,9 +777,10 @@ def engineering_token(
             TokenKind.ENGINEERING,
             lambda rnd, tid: ManagementToken(spec.subclass, rnd, tid, wanted),
         )
-        return record_batch(
+        rows = record_batch(
             session, issued, request_id=request_id, meter=meter, operator=operator, at=at
         )
+        return describe_batch(session, rows, replayed=False)
 
     return _once(desk, request_id, same, issue)
 
@@ -641,6 +900,43 @@ def describe_batch(session: Session, rows: list[TokenRecord], *, replayed: bool)
     meter = _meter_of(session, rows)
     customer = session.get_one(Customer, rows[0].customer_id)
     operator = session.get_one(Operator, rows[0].operator_id)
+    sale_id = rows[-1].sale_id
+    sale: dict[str, Any] | None = None
+    energy: dict[str, Any] | None = None
+    if sale_id is not None:
+        found = session.get_one(Sale, sale_id)
+        sale = _sale_entry(
+            found.id,
+            found.status,
+            found.breakdown,
+            tendered=found.tendered,
+            fixed_charge=found.fixed_charge,
+            tax=found.tax,
+            credit=found.credit,
+        )
+        energy = _energy_entry(found.breakdown)
+    return _described(
+        rows,
+        replayed=replayed,
+        meter=meter,
+        customer_no=customer.customer_no,
+        operator=operator.username,
+        sale=sale,
+        energy=energy,
+    )
+
+
+def _described(
+    rows: Sequence[TokenRecord],
+    *,
+    replayed: bool,
+    meter: Meter,
+    customer_no: str,
+    operator: str,
+    sale: dict[str, Any] | None,
+    energy: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The description of a batch from what is known of it (read back, or just written)."""
     sections = sum(1 for row in rows if row.kind is TokenKind.KEY_CHANGE)
     assert meter.sts_ea is not None
     result: dict[str, Any] = {
@@ -648,33 +944,51 @@ def describe_batch(session: Session, rows: list[TokenRecord], *, replayed: bool)
         "replayed": replayed,
         "meter": meter.sts_pan,
         "meter_no": meter.meter_no,
-        "customer_no": customer.customer_no,
+        "customer_no": customer_no,
         "issued_at": rows[0].issued_at.isoformat(),
-        "operator": operator.username,
+        "operator": operator,
         "tables": describe_tables(meter.sts_ea, meter.sts_tables),
         "key_change": sections > 0,
         "tokens": [entry(row, sections) for row in rows],
     }
-    sale_id = rows[-1].sale_id
-    if sale_id is not None:
-        sale = session.get_one(Sale, sale_id)
-        energy = sale.breakdown.get("energy") or {}
-        money = pricing.format_money
-        result["sale"] = {
-            "id": sale.id,
-            "status": str(sale.status),
-            "tariff": sale.breakdown.get("tariff"),
-            "tendered": money(sale.tendered),
-            "fixed_charge": money(sale.fixed_charge),
-            "months": sale.breakdown.get("months") or [],
-            "tax": money(sale.tax),
-            "credit": money(sale.credit),
-        }
-        result["energy"] = {
-            "kwh": tenths_text(int(energy.get("vended_tenths", 0))),
-            "bought_kwh": tenths_text(int(energy.get("bought_tenths", 0))),
-            "month_before_kwh": tenths_text(int(energy.get("month_before_tenths", 0))),
-            "unvended": money(int(energy.get("unvended", 0))),
-            "basis": energy.get("basis"),
-        }
+    if sale is not None and energy is not None:
+        result["sale"] = sale
+        result["energy"] = energy
     return result
+
+
+def _sale_entry(
+    sale_id: int | None,
+    status: SaleStatus,
+    breakdown: dict[str, Any],
+    *,
+    tendered: int,
+    fixed_charge: int,
+    tax: int,
+    credit: int,
+) -> dict[str, Any]:
+    """A result's ``sale``: the money as text, the tariff and months from the breakdown."""
+    money = pricing.format_money
+    return {
+        "id": sale_id,
+        "status": str(status),
+        "tariff": breakdown.get("tariff"),
+        "tendered": money(tendered),
+        "fixed_charge": money(fixed_charge),
+        "months": breakdown.get("months") or [],
+        "tax": money(tax),
+        "credit": money(credit),
+    }
+
+
+def _energy_entry(breakdown: dict[str, Any]) -> dict[str, Any]:
+    """A result's ``energy`` from the breakdown a sale keeps."""
+    energy = breakdown.get("energy") or {}
+    money = pricing.format_money
+    return {
+        "kwh": tenths_text(int(energy.get("vended_tenths", 0))),
+        "bought_kwh": tenths_text(int(energy.get("bought_tenths", 0))),
+        "month_before_kwh": tenths_text(int(energy.get("month_before_tenths", 0))),
+        "unvended": money(int(energy.get("unvended", 0))),
+        "basis": energy.get("basis"),
+    }

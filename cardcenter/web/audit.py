@@ -3,7 +3,8 @@
 ``audit("sale.confirm", f"sale:{sale_id}", amount="100.00")`` adds an
 :class:`~cardcenter.operators.models.AuditEntry` to the request's session;
 it is written when the view commits, together with what it records, so an
-action and its audit entry land or fail together. An action whose own
+action and its audit entry land or fail together (``into=`` writes it in a
+service's own transaction instead, for the same reason). An action whose own
 transaction is a desk flow (committed already) is audited after it, and the
 view commits the entry.
 
@@ -13,10 +14,13 @@ database both refuse it (see :mod:`cardcenter.operators.models`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from flask import g, has_request_context, request
+from sqlalchemy import Table, insert
+from sqlalchemy.orm import Session
 
+from cardcenter.core.db import utcnow
 from cardcenter.operators.models import AuditEntry
 from cardcenter.web.db import session
 
@@ -30,9 +34,14 @@ def audit(
     *,
     operator_id: int | None = None,
     api_client_id: int | None = None,
+    into: Session | None = None,
     **detail: Any,
 ) -> AuditEntry:
     """Record ``action`` on ``subject`` in the request's session (committed by the view).
+
+    ``into`` is another session to add the entry to: the one of the
+    transaction that makes the change audited, so both commit together
+    (and with one commit where a view's own would be a second).
 
     The operator (or the API client, once the JSON API sets
     ``g.api_client``) defaults to whoever is logged in; ``detail`` must be
@@ -52,5 +61,25 @@ def audit(
         detail=detail,
         remote_addr=(request.remote_addr or None) if has_request_context() else None,
     )
-    session().add(entry)
+    if into is None:
+        session().add(entry)
+    else:
+        _insert(into, entry)
     return entry
+
+
+def _insert(into: Session, entry: AuditEntry) -> None:
+    """Write ``entry`` in ``into``'s transaction with one INSERT, outside its unit of work.
+
+    An entry is written once and never changed, so tracking it buys nothing;
+    the entry object stays unattached (its ``id`` unset).
+    """
+    values = {name: getattr(entry, name) for name in _COLUMNS}
+    values["at"] = values["at"] or utcnow()
+    values["detail"] = {} if values["detail"] is None else values["detail"]
+    into.connection().execute(_INSERT, values)
+
+
+_TABLE = cast(Table, AuditEntry.__table__)
+_COLUMNS = tuple(column.name for column in _TABLE.columns if column.name != "id")
+_INSERT = insert(_TABLE)

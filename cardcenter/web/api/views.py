@@ -17,18 +17,17 @@ calls the centre's services and audits what changed.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from cardcenter.cards.models import Card
 from cardcenter.cards.reading import read_card
@@ -39,12 +38,10 @@ from cardcenter.sales.desk import Desk
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.sales.services import PendingAction, Visit, confirm_write, sale_result
 from cardcenter.tariffs.pricing import format_money
-from cardcenter.tokens.services import reprint, vend
+from cardcenter.tokens.services import reprint, trial_vend, vend
 from cardcenter.web import db
 from cardcenter.web.api import bp, openapi
 from cardcenter.web.api.clients import (
-    PREFIX,
-    channel_name,
     channel_operator_id,
     client_required,
     current_client,
@@ -94,15 +91,13 @@ def openapi_document() -> ResponseReturnValue:
 @bp.post("/keypad/trial")
 @client_required(Role.CASHIER)
 def keypad_trial() -> ResponseReturnValue:
-    """What a payment buys for a keypad meter: the vend itself, rolled back, without its tokens."""
+    """What a payment buys for a keypad meter: the vend's pricing and plan, nothing written."""
     body = Body.of_request()
     pan, amount = body.pan(), body.amount()
     body.done()
-    with _rolled_back() as sessions:
-        name = channel_name(current_client())
-        trial = Desk(sessions, state().keys, operator=name, site=name)
-        done = vend(trial, pan, amount, f"{PREFIX}trial:{secrets.token_hex(8)}")
-    sale, energy = done["sale"], done["energy"]
+    app_state = state()
+    done = trial_vend(app_state.sessions, app_state.keystore, pan, amount, utcnow())
+    sale = done["sale"]
     return jsonify(
         status="trial",
         meter=done["meter"],
@@ -114,29 +109,42 @@ def keypad_trial() -> ResponseReturnValue:
         months=sale["months"],
         tax=sale["tax"],
         credit=sale["credit"],
-        energy=energy,
+        energy=done["energy"],
         key_change=done["key_change"],
-        tokens=len(done["tokens"]),
+        tokens=done["tokens"],
     )
 
 
 @bp.post("/keypad/sales")
 @client_required(Role.CASHIER)
 def keypad_sale() -> ResponseReturnValue:
-    """Vend a credit token (and any key change before it); a repeated request id replays."""
+    """Vend a credit token (and any key change before it); a repeated request id replays.
+
+    The audit entry is written in the vend's own transaction: the sale, its
+    tokens, its money and its audit entry commit together, durably, once.
+    """
     body = Body.of_request()
     request_id, pan, amount = body.request_id(), body.pan(), body.amount()
     body.done()
-    done = vend(desk(), pan, amount, stored_request_id(request_id))
-    if not done["replayed"]:
+
+    def audited(session: Session, done: dict[str, Any]) -> None:
         audit(
             "sale.token",
             f"sale:{done['sale']['id']}",
+            into=session,
             request_id=request_id,
             meter=pan,
             amount=format_money(amount),
         )
-        db.session().commit()
+
+    done = vend(
+        desk(),
+        pan,
+        amount,
+        stored_request_id(request_id),
+        operator_id=channel_operator_id(),
+        record=audited,
+    )
     return jsonify(_token_sale(done)), 200 if done["replayed"] else 201
 
 
@@ -173,23 +181,6 @@ def keypad_reprint(sale_id: int) -> ResponseReturnValue:
 
 def _token_sale(done: dict[str, Any]) -> dict[str, Any]:
     return {**done, "request_id": own_request_id(done["request_id"])}
-
-
-@contextmanager
-def _rolled_back() -> Iterator[sessionmaker[Any]]:
-    """Sessions whose every commit is undone at the end: a service run as a trial.
-
-    They share one connection inside a transaction that is rolled back; a
-    service's own ``commit`` only releases a savepoint in it.
-    """
-    with state().engine.connect() as connection:
-        outer = connection.begin()
-        try:
-            yield sessionmaker(
-                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-            )
-        finally:
-            outer.rollback()
 
 
 # ---------------------------------------------------------------- card meters
@@ -524,8 +515,24 @@ def _card_sale(result: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- anything else
 
 
+class AnyRest(PathConverter):
+    """The rest of a path, line breaks included.
+
+    Werkzeug's ``path`` stops at a line break (its ``.`` is not DOTALL), so
+    a path under ``/api/`` holding one (``%0A``) fell through to the
+    application's 404, which is not in the API's error shape.
+    """
+
+    regex = r"[^/][\s\S]*?"
+
+
+@bp.record_once
+def _install_any_rest(setup: BlueprintSetupState) -> None:
+    setup.app.url_map.converters["api_rest"] = AnyRest
+
+
 @bp.route("/", defaults={"rest": ""}, methods=METHODS)
-@bp.route("/<path:rest>", methods=METHODS)
+@bp.route("/<api_rest:rest>", methods=METHODS)
 @client_required(Role.CASHIER)
 def unknown(rest: str) -> ResponseReturnValue:
     """An unknown path, or a method its path does not take, in the API's error shape.
