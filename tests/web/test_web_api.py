@@ -394,12 +394,44 @@ def test_a_card_write_cut_short_is_finished_by_repeating_the_request(world: ApiW
     assert world.sale(sale["id"]).status is SaleStatus.WRITTEN
     assert world.count(Sale) == 2 and world.till("bank") == -4000
 
-    # written but never confirmed: the repeated request sees the card holds it
+    # written but never confirmed: the repeated request has the card prove it holds it
     terminal, third = world.card_sale("cut-2", "20")
     terminal.relay(third.get_json()["card_write"])
-    _, repeated = world.card_sale("cut-2", "20")
-    assert repeated.status_code == 200 and repeated.get_json()["card_write"] is None
-    assert repeated.get_json()["sale"]["status"] == "written"
+    terminal, repeated = world.card_sale("cut-2", "20")
+    assert repeated.status_code == 200, repeated.text
+    proof, sale_id = repeated.get_json()["card_write"], repeated.get_json()["sale"]["id"]
+    assert proof["action"] == "sale"
+    assert [apdu[:4] for apdu in proof["apdus"]] == ["0082", "04B0"]  # authenticate, read-back
+    assert repeated.get_json()["sale"]["status"] == "pending"
+    assert world.sale(sale_id).status is SaleStatus.PENDING  # the files alone prove nothing
+    assert error_of(world.confirm(sale_id, proof, "00" * 30), 409, "card_refused")
+    confirmed = world.confirm(sale_id, proof, terminal.relay(proof))
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.get_json()["sale"]["status"] == "written"
+    assert world.count(Sale) == 3 and world.till("bank") == -6000
+
+
+def test_a_write_the_card_seems_to_hold_is_proved_by_the_card_not_by_the_files(
+    world: ApiWorld,
+) -> None:
+    """A terminal's files showing an unconfirmed write settle nothing on their own."""
+    terminal, first = world.card_sale("held-1", "25")
+    pending = first.get_json()["sale"]["id"]
+    terminal.relay(first.get_json()["card_write"])  # written, its confirmation never sent
+
+    _, other = world.card_sale("held-2", "10")
+    assert error_of(other, 409, "conflict")["message"].count(f"sale {pending}") == 1
+    _, other_amount = world.card_sale("held-1", "99")
+    error_of(other_amount, 409, "conflict")
+    assert world.sale(pending).status is SaleStatus.PENDING
+    assert world.count(Sale) == 2 and world.till("bank") == 0
+
+    terminal, again = world.card_sale("held-1", "25")
+    proof = again.get_json()["card_write"]
+    assert world.confirm(pending, proof, terminal.relay(proof)).status_code == 200
+    _, next_sale = world.card_sale("held-2", "10")
+    assert next_sale.status_code == 201, next_sale.text
+    assert world.till("bank") == -2500
 
 
 def test_a_card_sale_checks_the_card(world: ApiWorld) -> None:

@@ -460,9 +460,11 @@ def _paths() -> dict[str, Any]:
                 "commands to relay to the card, which must still be in the terminal and must "
                 "have received nothing since GET CHALLENGE; then confirm with the card's answer "
                 "to the last command. Repeating the request id with a fresh reading and "
-                "challenge finishes a pending sale (a new card write, or confirmed when the "
-                "card shows it) or returns a finished one (200, card_write null); the same id "
-                "with another amount is refused (409).",
+                "challenge finishes a pending sale (200: a new card write; or, when the files "
+                "show the card holds it, a card write that only authenticates and reads the "
+                "purse back, whose answer confirms it) or returns a finished one (200, "
+                "card_write null); the same id with another amount is refused (409), and so "
+                "is a card whose files show another request's or a desk's unconfirmed write.",
                 {
                     "201": _json(card_result, "the sale, pending, and the card write"),
                     "200": _json(card_result, "a request id seen before"),

@@ -30,13 +30,19 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
 from cardcenter.cards.models import Card
-from cardcenter.cards.reading import read_card
+from cardcenter.cards.reading import CardReading, read_card
 from cardcenter.core.db import transaction, utcnow
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.operators.models import Role
-from cardcenter.sales.desk import Desk
+from cardcenter.sales.desk import Desk, same_request
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
-from cardcenter.sales.services import PendingAction, Visit, confirm_write, sale_result
+from cardcenter.sales.services import (
+    PendingAction,
+    Visit,
+    confirm_write,
+    purse_shows,
+    sale_result,
+)
 from cardcenter.tariffs.pricing import format_money
 from cardcenter.tokens.services import reprint, trial_vend, vend
 from cardcenter.web import db
@@ -61,7 +67,7 @@ from cardcenter.web.api.terminal import CardOnFile, ScriptedCard, verify_read_ba
 from cardcenter.web.audit import audit
 from cardcenter.web.i18n import _
 from cardcenter.web.state import state
-from cardlayout.card.operations import write_purchase
+from cardlayout.card.operations import open_issuer_session, write_purchase
 from cardlayout.errors import SecurityError
 from cardlayout.transport.channel import CardChannel
 
@@ -227,6 +233,11 @@ def card_sale() -> ResponseReturnValue:
     channel = CardChannel(scripted)
     the_desk = desk()
     reading = read_card(channel, the_desk.keys)
+    proving = _write_to_prove(reading, known.id if known is not None else None, amount)
+    if proving is not None:
+        open_issuer_session(channel, the_desk.keys, reading.snapshot)
+        card_write = _card_write(scripted, proving, PendingAction.SALE)
+        return jsonify(sale=_described(proving, replayed=True), card_write=card_write), 200
     started = the_desk.begin_sale(reading, amount, stored)
     if isinstance(started, dict):  # finished already (repeated, or the card shows it)
         return jsonify(sale=_described(started["sale"], replayed=True), card_write=None)
@@ -243,6 +254,43 @@ def card_sale() -> ResponseReturnValue:
         )
         db.session().commit()
     return jsonify(sale=result, card_write=card_write), 200 if known is not None else 201
+
+
+def _write_to_prove(reading: CardReading, sale_id: int | None, amount: int) -> int | None:
+    """The pending sale the terminal's reading says the card holds: the card must prove it.
+
+    A desk trusts its own reader, and a reading that shows a pending write's
+    purse confirms that write. A terminal's files are only what the terminal
+    says, and it was handed the purse (with its MAC) in the write's script;
+    so here such a write is confirmed only by the card's MACed read-back.
+    For this request's own sale the answer is a script that authenticates
+    and reads the purse back (its id is returned); a write of another
+    request or of a desk is refused until it is settled there.
+    """
+    if reading.blank:
+        return None
+    with state().sessions() as session:
+        card = session.execute(
+            select(Card).where(Card.serial == reading.serial)
+        ).scalar_one_or_none()
+        if card is None or card.pending_action is None:
+            return None
+        if not purse_shows(reading, card.pending_count, card.pending_amount):
+            return None
+        if sale_id is not None and card.pending_sale_id == sale_id:
+            same_request(session.get_one(Sale, sale_id), amount)
+            return sale_id
+        raise ApiError(
+            "conflict",
+            _(
+                "Card %(card)s seems to hold a write that is not confirmed yet (%(what)s): "
+                "repeat that request, or put the card in a service hall desk's reader.",
+                card=card.serial,
+                what=f"sale {card.pending_sale_id}"
+                if card.pending_sale_id
+                else str(card.pending_action),
+            ),
+        )
 
 
 @bp.post("/card/sales/<int:sale_id>/confirm")
@@ -418,8 +466,8 @@ def _confirmation(text: str, sale_id: int) -> tuple[PendingAction, bytes, int]:
             "confirmation_expired",
             _(
                 "This confirmation is more than an hour old. Repeat the sale request with the "
-                "same request id and a fresh reading of the card: if the card holds the sale, "
-                "that confirms it, and if not, it brings a new card write."
+                "same request id and a fresh reading of the card: it brings a new card write, "
+                "or, if the card holds the sale, a short one whose read-back confirms it."
             ),
             "confirmation",
         ) from None
