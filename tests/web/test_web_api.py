@@ -434,6 +434,32 @@ def test_a_write_the_card_seems_to_hold_is_proved_by_the_card_not_by_the_files(
     assert world.till("bank") == -2500
 
 
+def test_a_reversal_written_but_not_confirmed_is_proved_by_the_card(world: ApiWorld) -> None:
+    terminal, sold = world.card_sale("rv-1", "30", who="agent")
+    sale, card_write = sold.get_json()["sale"], sold.get_json()["card_write"]
+    assert (
+        world.confirm(sale["id"], card_write, terminal.relay(card_write), "agent").status_code
+        == 200
+    )
+    terminal = world.terminal()
+    body = {"card": terminal.read(), "challenge": terminal.challenge(), "reason": "paid twice"}
+    reversing = world.post(f"/api/card/sales/{sale['id']}/reverse", body, "agent")
+    terminal.relay(reversing.get_json()["card_write"])  # written; its confirmation never sent
+
+    terminal = world.terminal()
+    body = {"card": terminal.read(), "challenge": terminal.challenge(), "reason": "paid twice"}
+    again = world.post(f"/api/card/sales/{sale['id']}/reverse", body, "agent")
+    assert again.status_code == 200, again.text
+    proof = again.get_json()["card_write"]
+    assert proof["action"] == "reversal" and len(proof["apdus"]) == 2
+    assert world.sale(sale["id"]).status is SaleStatus.WRITTEN  # the files alone prove nothing
+    assert world.till("agent") == -3000
+    done = world.confirm(sale["id"], proof, terminal.relay(proof), "agent")
+    assert done.status_code == 200, done.text
+    assert world.sale(sale["id"]).status is SaleStatus.REVERSED
+    assert world.till("agent") == 0
+
+
 def test_a_card_sale_checks_the_card(world: ApiWorld) -> None:
     terminal = world.terminal()
     reading = terminal.read()

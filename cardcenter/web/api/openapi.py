@@ -493,7 +493,9 @@ def _paths() -> dict[str, Any]:
                 "With the sale's card in the terminal, by the desk's rules: the card must still "
                 "carry the sale and its write-back be cleared or show the meter did not load "
                 "it. Answers the card write (the purse minus this sale); confirm it like a sale. "
-                "A sale reversed already is returned (card_write null).",
+                "A sale reversed already is returned (card_write null); a reversal the card's "
+                "files show written but not confirmed gets a card write that only "
+                "authenticates and reads the purse back, whose answer confirms it.",
                 {"200": _json(card_result, "the reversal to write, or the sale reversed")},
                 tag="card",
                 body="CardReverseRequest",

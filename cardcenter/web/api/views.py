@@ -233,7 +233,9 @@ def card_sale() -> ResponseReturnValue:
     channel = CardChannel(scripted)
     the_desk = desk()
     reading = read_card(channel, the_desk.keys)
-    proving = _write_to_prove(reading, known.id if known is not None else None, amount)
+    proving = _write_to_prove(
+        reading, known.id if known is not None else None, PendingAction.SALE, amount
+    )
     if proving is not None:
         open_issuer_session(channel, the_desk.keys, reading.snapshot)
         card_write = _card_write(scripted, proving, PendingAction.SALE)
@@ -256,16 +258,20 @@ def card_sale() -> ResponseReturnValue:
     return jsonify(sale=result, card_write=card_write), 200 if known is not None else 201
 
 
-def _write_to_prove(reading: CardReading, sale_id: int | None, amount: int) -> int | None:
-    """The pending sale the terminal's reading says the card holds: the card must prove it.
+def _write_to_prove(
+    reading: CardReading, sale_id: int | None, action: PendingAction, amount: int | None = None
+) -> int | None:
+    """The pending write the terminal's reading says the card holds: the card must prove it.
 
     A desk trusts its own reader, and a reading that shows a pending write's
     purse confirms that write. A terminal's files are only what the terminal
     says, and it was handed the purse (with its MAC) in the write's script;
     so here such a write is confirmed only by the card's MACed read-back.
-    For this request's own sale the answer is a script that authenticates
-    and reads the purse back (its id is returned); a write of another
-    request or of a desk is refused until it is settled there.
+    For this request's own write (``action`` of sale ``sale_id``; a sale of
+    another ``amount`` is refused as any such repeat) the answer is a script
+    that authenticates and reads the purse back, and its sale id is
+    returned; a write of another request or of a desk is refused until it
+    is settled there. None when the files show no pending write.
     """
     if reading.blank:
         return None
@@ -277,8 +283,13 @@ def _write_to_prove(reading: CardReading, sale_id: int | None, amount: int) -> i
             return None
         if not purse_shows(reading, card.pending_count, card.pending_amount):
             return None
-        if sale_id is not None and card.pending_sale_id == sale_id:
-            same_request(session.get_one(Sale, sale_id), amount)
+        if (
+            sale_id is not None
+            and card.pending_sale_id == sale_id
+            and card.pending_action == action.value
+        ):
+            if amount is not None:
+                same_request(session.get_one(Sale, sale_id), amount)
             return sale_id
         raise ApiError(
             "conflict",
@@ -386,6 +397,12 @@ def card_reverse(sale_id: int) -> ResponseReturnValue:
     if sale.status is SaleStatus.REVERSED:
         return jsonify(sale=_described(sale_id, replayed=True), card_write=None)
     scripted = _scripted(card, challenge)
+    channel = CardChannel(scripted)
+    reading = read_card(channel, state().keys)
+    if _write_to_prove(reading, sale_id, PendingAction.REVERSAL) is not None:
+        open_issuer_session(channel, state().keys, reading.snapshot)
+        card_write = _card_write(scripted, sale_id, PendingAction.REVERSAL)
+        return jsonify(sale=_described(sale_id, replayed=True), card_write=card_write)
     stopping = Desk(
         state().sessions,
         state().keys,
@@ -394,7 +411,7 @@ def card_reverse(sale_id: int) -> ResponseReturnValue:
         checkpoint=_stop_when_written,
     )
     try:
-        stopping.reverse(CardChannel(scripted), sale_id, reason)
+        stopping.reverse(channel, sale_id, reason)
     except _Written:
         pass
     else:  # pragma: no cover - the desk always passes its checkpoints
