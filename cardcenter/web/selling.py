@@ -69,9 +69,9 @@ from cardcenter.sales.desk import Desk
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.sales.services import sale_result
 from cardcenter.tariffs import pricing
+from cardcenter.tariffs.models import TariffVersion
 from cardcenter.tariffs.services import describe as describe_tariff
 from cardcenter.tokens import services as tokens
-from cardcenter.tokens.energy import vend_energy
 from cardcenter.tokens.identity import check_pan
 from cardcenter.web import db
 from cardcenter.web.audit import audit
@@ -441,36 +441,26 @@ def token_vend() -> ResponseReturnValue:
 def token_trial_of(desk: Desk, pan: str, tendered: int) -> dict[str, Any]:
     """What ``tendered`` would buy for keypad meter ``pan`` now; issues and records nothing.
 
-    The same services :func:`cardcenter.tokens.services.vend` prices with
-    (the tariff in force, fixed charges due, this month's energy so far),
-    in a transaction that is rolled back.
+    Priced by :func:`cardcenter.tokens.services.quote_vend`, as the vend
+    itself prices (the tariff in force, fixed charges due, this month's
+    energy so far), in a session that writes nothing.
     """
     with desk.sessions() as session:
-        try:
-            at = desk.clock()
-            meter = tokens.find_keypad_meter(session, pan)
-            customer = meter.customer
-            assert customer is not None
-            version = planning.tariffs_at(session, customer, at)[0]
-            months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
-            quote = pricing.quote(version, tendered, months)
-            before = tokens.vended_this_month(session, meter, at)
-            energy = vend_energy(version, quote.credit, before)
-            return {
-                "customer_no": customer.customer_no,
-                "customer": customer.name,
-                "meter_no": meter.meter_no,
-                "pan": meter.sts_pan,
-                "quote": quote,
-                "tariff": describe_tariff(version),
-                "kwh": tokens.tenths_text(energy.vended),
-                "bought_kwh": tokens.tenths_text(energy.bought),
-                "month_before_kwh": tokens.tenths_text(before),
-                "unvended": energy.unvended,
-                "basis": energy.basis,
-            }
-        finally:
-            session.rollback()
+        priced = tokens.quote_vend(session, pan, tendered, desk.clock())
+        energy = priced.breakdown["energy"]
+        return {
+            "customer_no": priced.customer.customer_no,
+            "customer": priced.customer.name,
+            "meter_no": priced.meter.meter_no,
+            "pan": priced.meter.sts_pan,
+            "quote": priced.quote,
+            "tariff": describe_tariff(session.get_one(TariffVersion, priced.version_id)),
+            "kwh": tokens.tenths_text(priced.vended),
+            "bought_kwh": tokens.tenths_text(energy["bought_tenths"]),
+            "month_before_kwh": tokens.tenths_text(energy["month_before_tenths"]),
+            "unvended": energy["unvended"],
+            "basis": energy["basis"],
+        }
 
 
 # ---------------------------------------------------------------- receipts and reprints
