@@ -22,6 +22,9 @@ from cardcenter.core.db import utcnow
 from cardcenter.core.errors import CentreError, ConflictError, InvalidInputError
 from cardcenter.operators.models import LOCALES, ApiClient, Operator, Role
 
+API_OPERATOR_PREFIX = "api:"
+"""User names beginning so are the operators API clients sell as (``api:<key id>``)."""
+
 
 def ensure_operator(
     session: Session, username: str, *, site: str, role: Role = Role.ADMINISTRATOR
@@ -197,6 +200,11 @@ def add_operator(
 ) -> Operator:
     """A new operator; refused if the user name is taken."""
     username = check_username(username)
+    if username.startswith(API_OPERATOR_PREFIX):
+        raise InvalidInputError(
+            "operator",
+            f"user names beginning {API_OPERATOR_PREFIX} are kept for API clients: choose another",
+        )
     if session.scalar(select(Operator.id).where(Operator.username == username)) is not None:
         raise ConflictError(f"there is already an operator {username}")
     if locale not in LOCALES:

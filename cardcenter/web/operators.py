@@ -16,6 +16,7 @@ from sqlalchemy import select
 from cardcenter.core.errors import CentreError
 from cardcenter.operators.models import LOCALES, ApiClient, Operator, Role
 from cardcenter.operators.services import (
+    API_OPERATOR_PREFIX,
     add_api_client,
     add_operator,
     is_locked,
@@ -40,7 +41,12 @@ SECTION = Section(
 @require_role(Role.ADMINISTRATOR)
 def index() -> ResponseReturnValue:
     session = db.session()
-    operators = session.scalars(select(Operator).order_by(Operator.username)).all()
+    # (the operators API clients sell as are managed as API clients, below)
+    operators = session.scalars(
+        select(Operator)
+        .where(Operator.username.not_like(f"{API_OPERATOR_PREFIX}%"))
+        .order_by(Operator.username)
+    ).all()
     clients = session.scalars(select(ApiClient).order_by(ApiClient.name)).all()
     return render_template(
         "operators/index.html",
@@ -108,7 +114,8 @@ def _password_page(operator: Operator, password: str) -> str:
 
 def _operator(operator_id: int) -> Operator:
     operator = db.session().get(Operator, operator_id)
-    if operator is None:
+    # An API client's operator takes no password and follows its client's state.
+    if operator is None or operator.username.startswith(API_OPERATOR_PREFIX):
         abort(404, description=_("There is no operator %(id)d.", id=operator_id))
     return operator
 

@@ -317,3 +317,34 @@ def test_money_and_dates_follow_the_locale(web_app: Flask) -> None:
         with force_locale("de_DE"):
             assert money(123456) == "1.234,56"
         assert money(None) == datetime_filter(None) == ""
+
+
+def test_an_api_clients_operator_is_not_a_persons_account(
+    web_app: Flask, client: FlaskClient, login: Login, csrf: Csrf
+) -> None:
+    """Its name cannot be taken by a person, and the operators page neither lists nor changes it."""
+    login(client, "gus", Role.ADMINISTRATOR)
+    token = csrf(client)
+    taken = client.post(
+        "/operators/new",
+        data={"username": "api:ck_0123", "role": "cashier", "csrf_token": token},
+    )
+    assert taken.status_code == 400 and "kept for API clients" in taken.text
+    with state(web_app).sessions() as session:
+        assert session.scalar(select(Operator).where(Operator.username == "api:ck_0123")) is None
+    with state(web_app).sessions() as session, session.begin():
+        channel = Operator(username="api:ck_4567", name="Bank", role=Role.CASHIER, site="api:x")
+        session.add(channel)
+        session.flush()
+        channel_id = channel.id
+    listing = client.get("/operators/")
+    assert listing.status_code == 200 and "api:ck_4567" not in listing.text
+    for action in ("password", "disable", "enable", "unlock"):
+        answer = client.post(
+            f"/operators/{channel_id}/{action}",
+            data={"password": "a-long-password", "csrf_token": token},
+        )
+        assert answer.status_code == 404, action
+    with state(web_app).sessions() as session:
+        kept = session.get_one(Operator, channel_id)
+        assert kept.password_hash is None and kept.active

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cardcenter.operators.models import ApiClient, Operator, Role
-from cardcenter.operators.services import find_api_client, has_role
+from cardcenter.operators.services import API_OPERATOR_PREFIX, find_api_client, has_role
 from cardcenter.sales.desk import Desk
 from cardcenter.web import db
 from cardcenter.web.api.errors import ApiError, unauthenticated
@@ -45,7 +45,7 @@ from cardcenter.web.state import state
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-PREFIX = "api:"
+PREFIX = API_OPERATOR_PREFIX
 MAX_KEY_ID = 64
 MAX_SECRET = 200
 EXTENSION = "cardcenter.api"
