@@ -24,12 +24,12 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from cardcenter.core.db import utcnow
 from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
-from cardcenter.customers.models import Category, Customer
+from cardcenter.customers.models import AccountStatus, Category, Customer
 from cardcenter.tariffs.models import Tariff, TariffKind, TariffVersion
 from cardcenter.tariffs.pricing import (
     MAX_TAX_RATE,
@@ -48,6 +48,7 @@ __all__ = [
     "find_tariff",
     "get_or_create_category",
     "next_version",
+    "reach_counts",
     "set_category_default",
     "tariff_of",
     "version_at",
@@ -362,13 +363,33 @@ def tariff_of(session: Session, customer: Customer, *, utility: str = "electrici
     )
 
 
-def customers_reached(session: Session, tariff: Tariff) -> list[Customer]:
+def customers_reached(
+    session: Session, tariff: Tariff, *, limit: int | None = None
+) -> list[Customer]:
     """The customers who pay ``tariff`` (as :func:`tariff_of` decides), by id.
 
     Its own customers, and, if it is a category's default, the customers of
     that category who have no tariff of their own. Closed accounts are
-    included: the caller decides whether they matter.
+    included: the caller decides whether they matter. ``limit`` keeps the
+    first ones (a page lists a few of what may be 100 000).
     """
+    query = select(Customer).where(_reaches(session, tariff)).order_by(Customer.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def reach_counts(session: Session, tariff: Tariff) -> tuple[int, int]:
+    """How many customers pay ``tariff``, and how many of them have an active account."""
+    total, active = session.execute(
+        select(
+            func.count(),
+            func.count().filter(Customer.status == AccountStatus.ACTIVE),
+        ).where(_reaches(session, tariff))
+    ).one()
+    return int(total), int(active)
+
+
+def _reaches(session: Session, tariff: Tariff) -> ColumnElement[bool]:
+    """Whether a customer pays ``tariff``: :func:`customers_reached`'s condition."""
     reached = Customer.tariff_id == tariff.id
     if tariff.category_id is not None:
         default = _category_default(session, tariff.category_id, tariff.utility)
@@ -377,7 +398,7 @@ def customers_reached(session: Session, tariff: Tariff) -> list[Customer]:
                 reached,
                 (Customer.tariff_id.is_(None)) & (Customer.category_id == tariff.category_id),
             )
-    return list(session.scalars(select(Customer).where(reached).order_by(Customer.id)))
+    return reached
 
 
 # ---------------------------------------------------------------- reports

@@ -43,6 +43,7 @@ from cardcenter.tariffs.services import (
     customers_reached,
     describe,
     next_version,
+    reach_counts,
     version_at,
 )
 from cardcenter.web import db
@@ -385,7 +386,8 @@ def show(tariff_id: int) -> ResponseReturnValue:
         .where(TariffVersion.tariff_id == tariff.id)
         .order_by(TariffVersion.active_from.desc(), TariffVersion.version.desc())
     ).all()
-    reached = customers_reached(session, tariff)
+    reached = customers_reached(session, tariff, limit=MAX_REACHED_SHOWN)
+    reached_count, reached_active = reach_counts(session, tariff)
     category = session.get(Category, tariff.category_id) if tariff.category_id else None
     return render_template(
         "tariffs/show.html",
@@ -394,9 +396,9 @@ def show(tariff_id: int) -> ResponseReturnValue:
         versions=[(v, shown(v)) for v in versions],
         current=line.current,
         scheduled=line.scheduled,
-        reached=reached[:MAX_REACHED_SHOWN],
-        reached_count=len(reached),
-        reached_active=sum(1 for c in reached if c.status == "active"),
+        reached=reached,
+        reached_count=reached_count,
+        reached_active=reached_active,
         max_shown=MAX_REACHED_SHOWN,
         kind_names=KIND_NAMES,
         utility_names=UTILITY_NAMES,

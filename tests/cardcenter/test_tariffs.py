@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
-from cardcenter.customers.models import Category, Customer
+from cardcenter.customers.models import AccountStatus, Category, Customer
 from cardcenter.tariffs.models import Tariff, TariffKind, TariffVersion
 from cardcenter.tariffs.pricing import (
     Quote,
@@ -39,6 +39,7 @@ from cardcenter.tariffs.services import (
     find_tariff,
     get_or_create_category,
     next_version,
+    reach_counts,
     set_category_default,
     tariff_of,
     version_at,
@@ -676,7 +677,18 @@ def test_category_defaults_and_who_pays_what(db: Database) -> None:
         assert set_category_default(session, special, "residential") is None
         reached = [c.customer_no for c in customers_reached(session, special)]
         assert reached == ["000000000001", "000000000002"]
+        first = customers_reached(session, special, limit=1)
+        assert [c.customer_no for c in first] == ["000000000001"]
+        assert reach_counts(session, special) == (2, 2)
+        plain_row = session.scalar(select(Customer).where(Customer.customer_no == "000000000001"))
+        assert plain_row is not None
+        plain_row.status = AccountStatus.CLOSED
+        session.flush()
+        assert reach_counts(session, special) == (2, 1)  # counted, and told apart
+        plain_row.status = AccountStatus.ACTIVE
+        session.flush()
         assert customers_reached(session, find_tariff(session, "home")) == []
+        assert reach_counts(session, find_tariff(session, "home")) == (0, 0)
         # a water default does not serve an electricity customer
         add_tariff(session, "water", TariffKind.FLAT, FLAT, category="business", utility="water")
         again = session.scalar(select(Customer).where(Customer.customer_no == "000000000003"))
