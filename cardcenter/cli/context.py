@@ -8,6 +8,7 @@ Built per command from the environment (``CARDCENTER_DATABASE_URL``,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -58,7 +59,7 @@ def config_of(args: argparse.Namespace) -> Config:
     config = Config.from_env()
     keystore = getattr(args, "keystore", None)
     if keystore:
-        config = Config(config.database_url, keystore, config.site, config.operator)
+        config = dataclasses.replace(config, keystore=keystore)
     return config
 
 

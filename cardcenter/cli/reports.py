@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report.add_argument("--to", dest="end", type=date.fromisoformat, help="sales: last day")
     report.add_argument("--site", help="sales: one site")
     report.add_argument("--operator", help="sales: one operator")
+    report.add_argument(
+        "--timezone",
+        help="sales: days in this IANA time zone (default CARDCENTER_TIMEZONE, else TZ, else UTC)",
+    )
     report.add_argument("--months", type=int, default=12, help="consumption: months back")
     report.add_argument("--category", help="consumption: one customer category")
     report.add_argument("--days", type=int, default=30, help="non-buying: days without a sale")
@@ -77,7 +81,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
     kind = args.kind
     if kind == "sales":
-        return {"start": args.start, "end": args.end, "site": args.site, "operator": args.operator}
+        return {
+            "start": args.start,
+            "end": args.end,
+            "site": args.site,
+            "operator": args.operator,
+            "timezone": args.timezone or config_of(args).timezone,
+        }
     if kind == "consumption":
         return {"months": args.months, "category": args.category}
     if kind == "non-buying":

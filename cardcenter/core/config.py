@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from platformdirs import user_data_dir
 
@@ -23,6 +24,8 @@ class Config:
     keystore: str
     site: str = "HQ"
     operator: str = "admin"
+    timezone: str = "UTC"
+    """The hall's time zone (IANA name): the days of the sales report and the dashboard."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -36,4 +39,16 @@ class Config:
             keystore=keystore,
             site=env.get("CARDCENTER_SITE", "HQ"),
             operator=env.get("CARDCENTER_OPERATOR", "admin"),
+            timezone=env.get("CARDCENTER_TIMEZONE") or _named_zone(env.get("TZ")) or "UTC",
         )
+
+
+def _named_zone(tz: str | None) -> str | None:
+    """``TZ`` when it names an IANA zone; POSIX rules (``EST5EDT``, ``:/etc/localtime``) are not."""
+    if not tz:
+        return None
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return tz

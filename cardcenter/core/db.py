@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     JSON,
@@ -130,6 +131,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    dbapi_connection.create_function("cc_local_day", 2, local_day_text, deterministic=True)
+
+
+def local_day_text(stored: str | None, zone: str) -> str | None:
+    """SQLite's ``cc_local_day(timestamp, zone)``: the day in ``zone`` of a stored UTC time.
+
+    SQLite knows no time zones; the reports' day in the hall's zone
+    (:class:`cardcenter.reports.services.local_day`) calls this on SQLite,
+    as PostgreSQL's ``AT TIME ZONE`` does there. The centre stores UTC times
+    as ISO text without an offset.
+    """
+    if stored is None:
+        return None
+    moment = datetime.fromisoformat(stored).replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(zone)).date().isoformat()
 
 
 _DURABLE: ContextVar[bool] = ContextVar("durable", default=True)

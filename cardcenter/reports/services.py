@@ -15,8 +15,8 @@ keeps the integers, so a program reading it never parses or rounds money. Dates 
 
 The aggregation runs in the database (GROUP BY, window functions), never over every sale or
 reading in Python, because a utility has hundreds of thousands of customers. SQLite and
-PostgreSQL give identical results: the one dialect-specific piece, the UTC calendar day of a
-timestamp, is a small compiled construct (:class:`utc_day`).
+PostgreSQL give identical results: the one dialect-specific piece, the calendar day of a
+timestamp in the hall's time zone, is a small compiled construct (:class:`local_day`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import BigInteger, and_, case, func, literal, or_, select
+from sqlalchemy import BigInteger, and_, case, func, literal, literal_column, or_, select
 from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -66,38 +67,67 @@ class Report:
     quantity_columns: tuple[str, ...] = ()
 
 
-# -- the UTC day of a timestamp, the same on both databases --------------------------------
+# -- the local day of a timestamp, the same on both databases --------------------------------
+
+_ZONE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
 
 
-class utc_day(FunctionElement[str]):
-    """``YYYY-MM-DD`` of a timestamp column in UTC, as text on every database.
+def zone_of(name: str) -> ZoneInfo:
+    """The IANA time zone ``name`` (``Asia/Shanghai``, ``UTC``), or the reason it is refused.
 
-    SQLite keeps the centre's timestamps as UTC text, so ``date()`` is the UTC day; on
-    PostgreSQL a ``timestamptz`` is first shifted to UTC (the session's time zone may be any)
-    and then formatted. Both render without bound parameters, so the expression repeated in
-    GROUP BY is textually the one in SELECT, which PostgreSQL requires.
+    The name goes into SQL as a literal (see :class:`local_day`), so only
+    the IANA name shape is taken, and only a zone this machine knows.
+    """
+    if not _ZONE_NAME.match(name or ""):
+        raise InvalidInputError(
+            "timezone", f"{name!r} is not a time zone name such as Asia/Shanghai"
+        )
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInputError(
+            "timezone", f"{name!r} is not a time zone this machine knows (IANA names, e.g. UTC)"
+        ) from None
+
+
+class local_day(FunctionElement[str]):
+    """``YYYY-MM-DD`` of a timestamp column in a time zone, as text on every database.
+
+    A day's takings are the hall's day, not UTC's: in Asia/Shanghai a UTC
+    day ends at 08:00 in the morning. PostgreSQL converts with its own zone
+    database (``AT TIME ZONE``); SQLite, which keeps the centre's timestamps
+    as UTC text and knows no zones, calls ``cc_local_day``, a function the
+    engine registers on every connection (:func:`cardcenter.core.db.local_day_text`).
+    The zone is rendered as a literal (checked by :func:`zone_of`), so the
+    expression repeated in GROUP BY is textually the one in SELECT, which
+    PostgreSQL requires.
     """
 
     type = String()
-    name = "utc_day"
+    name = "local_day"
     inherit_cache = True
 
-
-@compiles(utc_day, "sqlite")
-def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"date({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(utc_day, "postgresql")
-def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
-    inner = compiler.process(element.clauses, **kw)
-    return f"to_char(({inner}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    def __init__(self, column: Any, zone: str) -> None:
+        zone_of(zone)
+        super().__init__(column, literal_column(f"'{zone}'"))
 
 
-@compiles(utc_day)
-def _utc_day_other(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+@compiles(local_day, "sqlite")
+def _local_day_sqlite(element: local_day, compiler: SQLCompiler, **kw: Any) -> str:
+    column, zone = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"date({column})" if zone == "'UTC'" else f"cc_local_day({column}, {zone})"
+
+
+@compiles(local_day, "postgresql")
+def _local_day_postgresql(element: local_day, compiler: SQLCompiler, **kw: Any) -> str:
+    column, zone = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"to_char(({column}) AT TIME ZONE {zone}, 'YYYY-MM-DD')"
+
+
+@compiles(local_day)
+def _local_day_other(element: local_day, compiler: SQLCompiler, **kw: Any) -> str:
     raise CompileError(
-        f"utc_day is written for SQLite and PostgreSQL only, not {compiler.dialect.name}"
+        f"local_day is written for SQLite and PostgreSQL only, not {compiler.dialect.name}"
     )
 
 
@@ -140,8 +170,9 @@ def sales_report(
     end: date | None = None,
     site: str | None = None,
     operator: str | None = None,
+    timezone: str = "UTC",
 ) -> Report:
-    """Takings per UTC day, site and operator, with the cash-up each operator owes.
+    """Takings per day (in ``timezone``, the hall's), site and operator, with each cash-up.
 
     The report follows the cash through the till, so a day's cash-up matches the drawer:
 
@@ -158,8 +189,8 @@ def sales_report(
       ``start`` but reversed inside the period lowers them, as the drawer does.
 
     Refunds are charged to the operator and site *of the sale*: the sales table records no
-    reversing operator. ``start`` and ``end`` are inclusive UTC days; ``site`` and ``operator``
-    (a user name) narrow every row and total.
+    reversing operator. ``start`` and ``end`` are inclusive days in ``timezone``; ``site``
+    and ``operator`` (a user name) narrow every row and total.
 
     ``totals`` holds the grand total (the row columns summed) plus ``by_operator`` and
     ``by_site``: for each, ``sales``, ``tendered``, ``refunds``, ``refunded`` and ``takings``;
@@ -175,18 +206,20 @@ def sales_report(
     ):
         raise NotFoundError(f"There is no operator {operator!r}: check the user name.")
 
+    zone = zone_of(timezone)
+
     def narrow(stmt: Any, moment: Any) -> Any:
         if start is not None:
-            stmt = stmt.where(moment >= datetime.combine(start, time.min, tzinfo=UTC))
+            stmt = stmt.where(moment >= datetime.combine(start, time.min, tzinfo=zone))
         if end is not None:
-            stmt = stmt.where(moment < datetime.combine(end + timedelta(days=1), time.min, UTC))
+            stmt = stmt.where(moment < datetime.combine(end + timedelta(days=1), time.min, zone))
         if site is not None:
             stmt = stmt.where(Sale.site == site)
         if operator is not None:
             stmt = stmt.where(Operator.username == operator)
         return stmt
 
-    sold_day = utc_day(Sale.created_at)
+    sold_day = local_day(Sale.created_at, timezone)
     sold = narrow(
         select(
             sold_day,
@@ -204,7 +237,7 @@ def sales_report(
     ).group_by(sold_day, Sale.site, Operator.username)
 
     paid_back_at = func.coalesce(Sale.reversed_at, Sale.created_at)
-    paid_back_day = utc_day(paid_back_at)
+    paid_back_day = local_day(paid_back_at, timezone)
     paid_back = narrow(
         select(
             paid_back_day,

@@ -35,6 +35,7 @@ from platformdirs import user_data_dir
 from cardcenter.core.config import APP_NAME, Config
 from cardcenter.core.errors import InvalidInputError
 from cardcenter.operators.services import PASSWORD_METHOD, LoginPolicy
+from cardcenter.reports.services import zone_of
 
 SECRET_KEY_FILE = "secret_key"
 VPCD_PORT = 35963
@@ -82,6 +83,7 @@ class WebConfig:
         core = Config.from_env(env)
         data = Path(env.get("CARDCENTER_DATA_DIR") or user_data_dir(APP_NAME, appauthor=False))
         secret = env.get("CARDCENTER_SECRET_KEY") or stored_secret_key(data)
+        zone_of(core.timezone)  # a misspelt CARDCENTER_TIMEZONE stops the start, with the reason
         return cls(
             core=core,
             secret_key=secret,
@@ -89,7 +91,7 @@ class WebConfig:
             session_minutes=_positive(env, "CARDCENTER_SESSION_MINUTES", 15),
             reader=env.get("CARDCENTER_READER") or None,
             vpcd_port=_positive(env, "CARDCENTER_VPCD_PORT", VPCD_PORT),
-            timezone=env.get("CARDCENTER_TIMEZONE") or env.get("TZ") or "UTC",
+            timezone=core.timezone,
             cookie_secure=env.get("CARDCENTER_COOKIE_SECURE", "") in ("1", "true", "yes"),
         )
 

@@ -35,7 +35,7 @@ from cardcenter.operators.services import has_role
 from cardcenter.reconciliation.models import FindingKind
 from cardcenter.reconciliation.services import close_finding
 from cardcenter.reports.export import to_csv
-from cardcenter.reports.services import REPORTS, Report
+from cardcenter.reports.services import REPORTS, Report, zone_of
 from cardcenter.tariffs.services import UTILITIES
 from cardcenter.web import db
 from cardcenter.web.audit import audit
@@ -239,19 +239,32 @@ def _text(name: str) -> str | None:
     return request.args.get(name, "").strip()[:64] or None
 
 
+def hall_today(timezone: str) -> date:
+    """Today's date at the hall."""
+    return utcnow().astimezone(zone_of(timezone)).date()
+
+
 def filters_of(kind: str) -> dict[str, Any]:
     """The report's keyword arguments from the query string (defaults when absent).
 
-    The sales report covers the last 30 UTC days unless ``start`` or ``end``
-    is in the query (empty: no bound).
+    The sales report covers the last 30 days unless ``start`` or ``end``
+    is in the query (empty: no bound); its days are the hall's
+    (``CARDCENTER_TIMEZONE``).
     """
     if kind == "sales":
+        timezone = state().config.timezone
         if "start" in request.args or "end" in request.args:
             start, end = _date("start"), _date("end")
         else:
-            end = utcnow().date()
+            end = hall_today(timezone)
             start = end - timedelta(days=DEFAULT_SALES_DAYS - 1)
-        return {"start": start, "end": end, "site": _text("site"), "operator": _text("operator")}
+        return {
+            "start": start,
+            "end": end,
+            "site": _text("site"),
+            "operator": _text("operator"),
+            "timezone": timezone,
+        }
     if kind == "consumption":
         utility = request.args.get("utility", "electricity")
         if utility not in UTILITIES:
@@ -428,15 +441,16 @@ def close(finding_id: int) -> ResponseReturnValue:
 
 @bp.app_template_global()
 def dashboard_figures() -> dict[str, Any]:
-    """Today's takings at this hall (UTC day), open findings, meters low on credit.
+    """Today's takings at this hall (its own day), open findings, meters low on credit.
 
     For ``templates/reports/dashboard_panel.html``; the numbers are the
     reports' own, so a click through to a report shows the same figure.
     """
     session = db.session()
-    today = utcnow().date()
+    timezone = state().config.timezone
+    today = hall_today(timezone)
     site = state().config.site
-    sales = REPORTS["sales"](session, start=today, end=today, site=site)
+    sales = REPORTS["sales"](session, start=today, end=today, site=site, timezone=timezone)
     findings = REPORTS["findings"](session, status="open")
     low = REPORTS["low-credit"](session)
     session.commit()  # end the read transaction (SQLite's write lock)

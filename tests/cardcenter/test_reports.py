@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from centre_support import Database
@@ -276,6 +277,34 @@ def test_sales_report_filters(world: World) -> None:
     assert empty.totals["by_operator"] == {}
 
 
+def test_sales_report_days_are_the_halls(world: World) -> None:
+    """20:00 UTC on 1 March is 04:00 on 2 March in Shanghai: that day's takings there."""
+    w = world
+    w.operator("alice", "HQ")
+    m = w.customer()
+    w.sale(m, "alice", at("2024-03-01 15:59"), tendered=100)
+    w.sale(m, "alice", at("2024-03-01 16:00"), tendered=200)
+    w.sale(m, "alice", at("2024-03-01 20:00"), tendered=400)
+    utc = sales_report(w.session, start=date(2024, 3, 1), end=date(2024, 3, 1))
+    assert [(r["day"], r["takings"]) for r in utc.rows] == [("2024-03-01", 700)]
+    shanghai = sales_report(w.session, timezone="Asia/Shanghai")
+    assert [(r["day"], r["takings"]) for r in shanghai.rows] == [
+        ("2024-03-01", 100),
+        ("2024-03-02", 600),
+    ]
+    one_day = sales_report(
+        w.session, start=date(2024, 3, 2), end=date(2024, 3, 2), timezone="Asia/Shanghai"
+    )
+    assert one_day.totals["takings"] == 600
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus", "UTC'; DROP TABLE sales; --", "", "../etc"])
+def test_sales_report_refuses_an_unknown_time_zone(world: World, name: str) -> None:
+    with pytest.raises(InvalidInputError, match="time zone") as caught:
+        sales_report(world.session, timezone=name)
+    assert caught.value.field == "timezone"
+
+
 def test_sales_report_refuses_bad_filters(world: World) -> None:
     sales_world(world)
     with pytest.raises(InvalidInputError, match="end: the end date 2024-03-01 is before"):
@@ -326,22 +355,29 @@ def test_sales_report_csv_json_and_text(world: World) -> None:
         st.none() | st.dates(date(2024, 2, 27), date(2024, 3, 4)),
         st.none() | st.dates(date(2024, 2, 27), date(2024, 3, 4)),
     ),
+    zone_name=st.sampled_from(
+        ["UTC", "Asia/Shanghai", "America/St_Johns", "Pacific/Chatham", "Asia/Kathmandu"]
+    ),
 )
 def test_sales_report_matches_a_python_reckoning(
-    db: Database, sales: list[tuple[Any, ...]], window: tuple[date | None, date | None]
+    db: Database,
+    sales: list[tuple[Any, ...]],
+    window: tuple[date | None, date | None],
+    zone_name: str,
 ) -> None:
-    """Whatever the sales, the SQL grouping equals grouping by the UTC day in Python."""
+    """Whatever the sales and the hall's zone, the SQL grouping equals grouping in Python."""
+    zone = ZoneInfo(zone_name)
     start, end = window
     if start and end and end < start:
         start, end = end, start
     expected: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def inside(moment: datetime) -> bool:
-        day = moment.astimezone(UTC).date()
+        day = moment.astimezone(zone).date()
         return (start is None or day >= start) and (end is None or day <= end)
 
     def row(moment: datetime, site: str, operator: str) -> dict[str, Any]:
-        key = (moment.astimezone(UTC).date().isoformat(), site, operator)
+        key = (moment.astimezone(zone).date().isoformat(), site, operator)
         return expected.setdefault(key, cash(*key))
 
     with db.sessions() as session:
@@ -373,7 +409,7 @@ def test_sales_report_matches_a_python_reckoning(
                 r["refunded"] += tendered
         for r in expected.values():
             r["takings"] = r["tendered"] - r["refunded"]
-        report = sales_report(session, start=start, end=end)
+        report = sales_report(session, start=start, end=end, timezone=zone_name)
         assert report.rows == [expected[key] for key in sorted(expected)]
         assert report.totals["takings"] == sum(r["takings"] for r in expected.values())
         if start is None and end is None:

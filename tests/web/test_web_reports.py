@@ -8,10 +8,12 @@ tests/cardcenter/test_reports.py, these tests check what the pages make of it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask, render_template_string
@@ -27,6 +29,8 @@ from cardcenter.reconciliation.models import Finding, FindingKind, FindingStatus
 from cardcenter.reports.export import to_csv
 from cardcenter.reports.services import consumption_report, sales_report
 from cardcenter.sales.models import Sale, SaleStatus
+from cardcenter.web import close_app, create_app
+from cardcenter.web.config import WebConfig
 from cardcenter.web.reports import bar_chart, dashboard_figures
 from cardcenter.web.state import state
 
@@ -355,6 +359,26 @@ def test_the_dashboard_figures(web_app: Flask, login: Login, client: FlaskClient
     assert re.search(r'id="figure-findings">1<', panel)
     assert re.search(r'id="figure-low-credit">1<', panel)
     assert "000000000001 Low" in panel and "50.00" in panel
+
+
+def test_the_dashboard_day_is_the_halls(web_config: WebConfig) -> None:
+    """In Kiritimati (UTC+14) the hall's today starts at 10:00 UTC the day before."""
+    app = create_app(dataclasses.replace(web_config, timezone="Pacific/Kiritimati"))
+    try:
+        zone = ZoneInfo("Pacific/Kiritimati")
+        today = utcnow().astimezone(zone).date()
+        first_minute = datetime.combine(today, time(0, 1), zone)
+        with state(app).sessions.begin() as session:
+            books = Books(session)
+            meter = books.meter("Kiri")
+            books.sale(meter, "ann", first_minute, 700)  # the hall's today
+            books.sale(meter, "ann", first_minute - timedelta(minutes=2), 300)  # its yesterday
+        with app.test_request_context("/"):
+            figures = dashboard_figures()
+        assert figures["day"] == today.isoformat()
+        assert (figures["sales"], figures["takings"]) == (1, 700)
+    finally:
+        close_app(app)
 
 
 def test_bar_chart_layout() -> None:
