@@ -169,6 +169,11 @@ def test_card_commands_through_pcsc(
 
     csv = centre.run("report", "sales", "--csv").stdout.splitlines()
     assert csv[0].startswith("day,site,operator") and len(csv) == 2
+    far_east = centre.run("report", "sales", "--csv", "--timezone", "Pacific/Kiritimati")
+    assert len(far_east.stdout.splitlines()) == 2  # the same sales, on the hall's day
+    assert "not a time zone this machine knows" in centre.fails(
+        "report", "sales", "--timezone", "Mars/Olympus"
+    )
     assert centre.json("findings", "list") == []
     recover = centre.json("sale", "recover", *on)
     assert recover["settled"] == "none"  # type: ignore[index]
