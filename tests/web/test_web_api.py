@@ -196,6 +196,20 @@ class ApiWorld:
             who,
         )
 
+    def confirmed_sale(self, request_id: str, amount: str, who: str = "bank") -> dict[str, Any]:
+        """A card sale written and confirmed; the sale as the API answered it."""
+        terminal, sold = self.card_sale(request_id, amount, who=who)
+        sale, card_write = sold.get_json()["sale"], sold.get_json()["card_write"]
+        confirmed = self.confirm(sale["id"], card_write, terminal.relay(card_write), who)
+        assert confirmed.status_code == 200, confirmed.text
+        return dict(sale)
+
+    def reverse(self, sale_id: int, who: str) -> tuple[Terminal, TestResponse]:
+        """Ask to reverse ``sale_id`` with a fresh reading of the card; the terminal and answer."""
+        terminal = self.terminal()
+        body = {"card": terminal.read(), "challenge": terminal.challenge(), "reason": "paid twice"}
+        return terminal, self.post(f"/api/card/sales/{sale_id}/reverse", body, who)
+
     def count(self, model: type[Any]) -> int:
         with state(self.app).sessions() as session:
             return int(session.scalar(select(func.count()).select_from(model)) or 0)
@@ -347,15 +361,8 @@ def test_card_trial_sale_confirm_replay_and_reversal(world: ApiWorld) -> None:
     error_of(world.post(f"/api/card/sales/{sale['id']}/reverse", body, "bank"), 403, "forbidden")
     error_of(world.post(f"/api/card/sales/{sale['id']}/reverse", body, "agent"), 404, "not_found")
 
-    terminal, sold = world.card_sale("r-1", "30", who="agent")
-    sale, card_write = sold.get_json()["sale"], sold.get_json()["card_write"]
-    assert (
-        world.confirm(sale["id"], card_write, terminal.relay(card_write), "agent").status_code
-        == 200
-    )
-    terminal = world.terminal()
-    body = {"card": terminal.read(), "challenge": terminal.challenge(), "reason": "paid twice"}
-    reversing = world.post(f"/api/card/sales/{sale['id']}/reverse", body, "agent")
+    sale = world.confirmed_sale("r-1", "30", who="agent")
+    terminal, reversing = world.reverse(sale["id"], "agent")
     assert reversing.status_code == 200, reversing.text
     card_write = reversing.get_json()["card_write"]
     assert card_write["action"] == "reversal"
@@ -435,20 +442,11 @@ def test_a_write_the_card_seems_to_hold_is_proved_by_the_card_not_by_the_files(
 
 
 def test_a_reversal_written_but_not_confirmed_is_proved_by_the_card(world: ApiWorld) -> None:
-    terminal, sold = world.card_sale("rv-1", "30", who="agent")
-    sale, card_write = sold.get_json()["sale"], sold.get_json()["card_write"]
-    assert (
-        world.confirm(sale["id"], card_write, terminal.relay(card_write), "agent").status_code
-        == 200
-    )
-    terminal = world.terminal()
-    body = {"card": terminal.read(), "challenge": terminal.challenge(), "reason": "paid twice"}
-    reversing = world.post(f"/api/card/sales/{sale['id']}/reverse", body, "agent")
+    sale = world.confirmed_sale("rv-1", "30", who="agent")
+    terminal, reversing = world.reverse(sale["id"], "agent")
     terminal.relay(reversing.get_json()["card_write"])  # written; its confirmation never sent
 
-    terminal = world.terminal()
-    body = {"card": terminal.read(), "challenge": terminal.challenge(), "reason": "paid twice"}
-    again = world.post(f"/api/card/sales/{sale['id']}/reverse", body, "agent")
+    terminal, again = world.reverse(sale["id"], "agent")
     assert again.status_code == 200, again.text
     proof = again.get_json()["card_write"]
     assert proof["action"] == "reversal" and len(proof["apdus"]) == 2
