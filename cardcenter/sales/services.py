@@ -97,8 +97,6 @@ def check_usable(card: Card | None, reading: CardReading, *, issuing_ok: bool) -
 
 def identify(session: Session, reading: CardReading, *, issuing_ok: bool = False) -> Visit:
     """Match the card with its customer and meter (one query), or refuse it with the reason."""
-    if reading.blank:
-        raise CardRefusedError(f"card {reading.serial} is blank: issue it to a customer first")
     row = session.execute(CARD_OF_SERIAL, {"serial": reading.serial}).one_or_none()
     return visit_of(row, reading, issuing_ok=issuing_ok)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from cardcenter.core.errors import InvalidInputError
 from cardcenter.customers.models import Meter, MeterKind
@@ -177,15 +178,26 @@ def record_change(
 
 def store_identity(meter: Meter, identity: MeterIdentity) -> None:
     """The meter now holds ``identity`` (its key change tokens were issued)."""
-    meter.sts_pan = identity.pan
-    meter.sts_sgc = identity.sgc
-    meter.sts_ti = identity.ti
-    meter.sts_krn = identity.krn
-    meter.sts_kt = identity.kt
-    meter.sts_base_date = int(identity.base_date)
-    meter.sts_ea = identity.ea.value
-    meter.sts_dkga = identity.dkga.value
-    meter.sts_new_sgc = meter.sts_new_ti = meter.sts_new_krn = meter.sts_new_kt = None
+    for column, value in identity_columns(identity).items():
+        setattr(meter, column, value)
+
+
+def identity_columns(identity: MeterIdentity) -> dict[str, Any]:
+    """The meter row's columns once it holds ``identity``: no change left waiting."""
+    return {
+        "sts_pan": identity.pan,
+        "sts_sgc": identity.sgc,
+        "sts_ti": identity.ti,
+        "sts_krn": identity.krn,
+        "sts_kt": identity.kt,
+        "sts_base_date": int(identity.base_date),
+        "sts_ea": identity.ea.value,
+        "sts_dkga": identity.dkga.value,
+        "sts_new_sgc": None,
+        "sts_new_ti": None,
+        "sts_new_krn": None,
+        "sts_new_kt": None,
+    }
 
 
 def latest_base(at: datetime) -> BaseDate:

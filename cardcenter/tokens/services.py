@@ -56,6 +56,7 @@ from cardcenter.tokens.energy import vend_energy
 from cardcenter.tokens.identity import (
     check_pan,
     describe_identity,
+    identity_columns,
     identity_of,
     latest_base,
     record_change,
@@ -319,25 +320,9 @@ def _move_meter_on(session: Session, meter: Meter, plan: BatchPlan) -> None:
     as it was loaded: its PAN, algorithm and tables, all a result shows of
     it, never change with a batch.
     """
-    target = plan.target
     session.connection().execute(
         _MOVE_METER_ON,
-        {
-            "meter_id": meter.id,
-            "sts_pan": target.pan,
-            "sts_sgc": target.sgc,
-            "sts_ti": target.ti,
-            "sts_krn": target.krn,
-            "sts_kt": target.kt,
-            "sts_base_date": int(target.base_date),
-            "sts_ea": target.ea.value,
-            "sts_dkga": target.dkga.value,
-            "sts_new_sgc": None,
-            "sts_new_ti": None,
-            "sts_new_krn": None,
-            "sts_new_kt": None,
-            "sts_last_tid": plan.tid,
-        },
+        {"meter_id": meter.id, **identity_columns(plan.target), "sts_last_tid": plan.tid},
     )
 
 
@@ -559,15 +544,7 @@ def trial_vend(
             "tables": describe_tables(meter.sts_ea, meter.sts_tables),
             "key_change": sections > 0,
             "tokens": sections + 1,
-            "sale": _sale_entry(
-                None,
-                SaleStatus.DELIVERED,
-                priced.breakdown,
-                tendered=priced.quote.tendered,
-                fixed_charge=priced.quote.fixed_charge,
-                tax=priced.quote.tax,
-                credit=priced.quote.credit,
-            ),
+            "sale": _sale_entry(None, SaleStatus.DELIVERED, priced.breakdown, priced.quote),
             "energy": _energy_entry(priced.breakdown),
         }
 
@@ -695,15 +672,7 @@ def vend(
             meter=meter,
             customer_no=customer.customer_no,
             operator=seller_name,
-            sale=_sale_entry(
-                sale_id,
-                SaleStatus.DELIVERED,
-                priced.breakdown,
-                tendered=quote.tendered,
-                fixed_charge=quote.fixed_charge,
-                tax=quote.tax,
-                credit=quote.credit,
-            ),
+            sale=_sale_entry(sale_id, SaleStatus.DELIVERED, priced.breakdown, quote),
             energy=_energy_entry(priced.breakdown),
         )
         if record is not None:
@@ -905,15 +874,7 @@ def describe_batch(session: Session, rows: list[TokenRecord], *, replayed: bool)
     energy: dict[str, Any] | None = None
     if sale_id is not None:
         found = session.get_one(Sale, sale_id)
-        sale = _sale_entry(
-            found.id,
-            found.status,
-            found.breakdown,
-            tendered=found.tendered,
-            fixed_charge=found.fixed_charge,
-            tax=found.tax,
-            credit=found.credit,
-        )
+        sale = _sale_entry(found.id, found.status, found.breakdown, found)
         energy = _energy_entry(found.breakdown)
     return _described(
         rows,
@@ -961,23 +922,20 @@ def _sale_entry(
     sale_id: int | None,
     status: SaleStatus,
     breakdown: dict[str, Any],
-    *,
-    tendered: int,
-    fixed_charge: int,
-    tax: int,
-    credit: int,
+    amounts: Sale | pricing.Quote,
 ) -> dict[str, Any]:
-    """A result's ``sale``: the money as text, the tariff and months from the breakdown."""
+    """A result's ``sale``: the money as text (a stored sale's, or a quote's), the tariff and
+    months from the breakdown."""
     money = pricing.format_money
     return {
         "id": sale_id,
         "status": str(status),
         "tariff": breakdown.get("tariff"),
-        "tendered": money(tendered),
-        "fixed_charge": money(fixed_charge),
+        "tendered": money(amounts.tendered),
+        "fixed_charge": money(amounts.fixed_charge),
         "months": breakdown.get("months") or [],
-        "tax": money(tax),
-        "credit": money(credit),
+        "tax": money(amounts.tax),
+        "credit": money(amounts.credit),
     }
 
 
