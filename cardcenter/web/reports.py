@@ -43,6 +43,7 @@ from cardcenter.web.auth import current_operator, login_required, require_role
 from cardcenter.web.blueprints import NavItem, Section
 from cardcenter.web.charts import Chart, bar_chart
 from cardcenter.web.i18n import _, _l, datetime_filter, money
+from cardcenter.web.refusals import labelled_refusal
 from cardcenter.web.state import state
 from cardlayout.codec.money import parse_decimal
 from cardlayout.errors import FormatError
@@ -300,14 +301,7 @@ def _run(kind: str) -> tuple[Report, dict[str, Any]]:
 
 def error_of(exc: CentreError) -> tuple[str, str | None]:
     """The sentence for the page, with the field's label in front, and the field."""
-    field = getattr(exc, "field", None)
-    text = str(exc)
-    if field is not None:
-        prefix = f"{field}: "
-        body = text[len(prefix) :] if text.startswith(prefix) else text
-        label = FIELDS.get(field)
-        text = f"{label}: {body}" if label is not None else text
-    return text, field
+    return labelled_refusal(exc, FIELDS)
 
 
 # ---------------------------------------------------------------- display

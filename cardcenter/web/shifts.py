@@ -33,6 +33,7 @@ from cardcenter.web.audit import audit
 from cardcenter.web.auth import current_operator, login_required, require_role
 from cardcenter.web.blueprints import NavItem, Section
 from cardcenter.web.i18n import _, _l
+from cardcenter.web.refusals import labelled_refusal
 from cardcenter.web.state import state
 from cardlayout.codec.money import parse_decimal
 from cardlayout.errors import FormatError
@@ -97,14 +98,7 @@ def _amount(text: str, field: str) -> int:
 
 def _error_text(exc: CentreError) -> tuple[str, str | None]:
     """The sentence to show and the form field at fault (if the error names one)."""
-    field = getattr(exc, "field", None)
-    text = str(exc)
-    if field is not None:
-        label = FIELD_LABELS.get(field)
-        prefix = f"{field}: "
-        body = text[len(prefix) :] if text.startswith(prefix) else text
-        text = f"{label}: {body}" if label is not None else text
-    return text, field
+    return labelled_refusal(exc, FIELD_LABELS)
 
 
 def _index(error: str | None = None, field: str | None = None) -> str:

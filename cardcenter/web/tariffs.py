@@ -51,6 +51,7 @@ from cardcenter.web.audit import audit
 from cardcenter.web.auth import current_operator, login_required, require_role
 from cardcenter.web.blueprints import NavItem, Section
 from cardcenter.web.i18n import _, _l, datetime_filter
+from cardcenter.web.refusals import labelled_refusal
 from cardcenter.web.state import state
 from cardlayout.codec.money import parse_decimal
 from cardlayout.errors import FormatError
@@ -290,17 +291,9 @@ def _when(text: str, zone: str) -> datetime | None:
 
 def _form_error(exc: CentreError) -> tuple[str, str | None]:
     """The refusal's sentence with the field's label in front, and the field."""
-    field_name = getattr(exc, "field", None)
-    text = str(exc)
-    if field_name is None and isinstance(exc, ConflictError):
-        # add_tariff's conflicts are all about a category's default tariff
-        field_name = "category"
-    if field_name is not None:
-        prefix = f"{field_name}: "
-        body = text[len(prefix) :] if text.startswith(prefix) else text
-        label = FIELD_LABELS.get(field_name)
-        text = f"{label}: {body}" if label is not None else text
-    return text, field_name
+    # add_tariff's conflicts are all about a category's default tariff
+    about = "category" if isinstance(exc, ConflictError) else None
+    return labelled_refusal(exc, FIELD_LABELS, getattr(exc, "field", None) or about)
 
 
 # ---------------------------------------------------------------- reading
