@@ -15,6 +15,8 @@ Run: ``.venv/bin/python bench/centre.py [--db sqlite|postgresql|both] [--sales N
   one); the checking stage is also timed alone on one core, and the CPU time
   per write-back of each process is printed.
 
+The machine's speed at the start and the end is printed too (``bench/machine.py``).
+
 Targets on the 2-core machine (issue 4): 1,000 sales/s and 20,000
 reconciliations/s on SQLite.
 """
@@ -32,6 +34,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from machine import reference  # bench/machine.py, beside this file
 from sqlalchemy import insert, text
 
 from cardcenter.cards.models import Card, CardStatus
@@ -338,8 +341,10 @@ def main() -> int:
                               scrypt_n=2**10)  # fmt: skip
         init_master_keys(store)
         keys = CardKeys(store)
+        print(reference())
         for kind in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
             run(kind, args, keys)
+        print(reference())
     return 0
 
 

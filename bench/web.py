@@ -21,7 +21,8 @@ random:
 Printed: requests per second and the 50th and 99th percentile latency per
 operation and number of concurrent clients, and the server's CPU time per
 request (user + system, warm-up requests included), which a busy machine
-does not distort as it does the rates. Card I/O is excluded: a card
+does not distort as it does the rates. The machine's speed at the start and the
+end is printed too (``bench/machine.py``). Card I/O is excluded: a card
 sale's card write is made by the channel's own terminal, outside this
 process and the centre. Target (issue 6): p99 under 50 ms at 16 clients.
 """
@@ -48,6 +49,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from machine import reference  # bench/machine.py, beside this file
 from sqlalchemy import text
 
 from cardcenter.core.db import make_engine, session_factory, transaction, upgrade, utcnow
@@ -303,7 +305,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    print(reference())
     rows = [row for kind in kinds for row in bench(kind, args)]
+    print(reference())
     if args.json:
         print(json.dumps(rows, indent=2))
     return 0
