@@ -59,3 +59,21 @@ def opening_write(amount: int = 10000, count: int = 1) -> PurchaseWrite:
         tariff_set_1=TARIFF_SET_1.examples[0].value,
         bind_meter=True,
     )
+
+
+# -- AES-CMAC: RFC 4493 section 4 (= NIST SP 800-38B appendix D.1) ----------------
+
+RFC4493_KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
+RFC4493_M = bytes.fromhex(
+    "6bc1bee22e409f96e93d7e117393172a"
+    "ae2d8a571e03ac9c9eb76fac45af8e51"
+    "30c81c46a35ce411e5fbc1191a0a52ef"
+    "f69f2445df4f9b17ad2b417be66c3710"
+)
+RFC4493 = [
+    (0, "bb1d6929e95937287fa37d129b756746"),  # Example 1
+    (16, "070a16b46b4d4144f79bdd9dd04a287c"),  # Example 2
+    (40, "dfa66747de9ae63030ca32611497c827"),  # Example 3
+    (64, "51f0bebf7e3b9d92fc49741779363cfe"),  # Example 4
+]
+"""(message length, tag): the RFC's four examples, each a prefix of ``RFC4493_M``."""

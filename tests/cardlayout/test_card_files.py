@@ -5,10 +5,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from file_values import (
+    BEIJING,
+    bcd8,
+    digits12,
+    histories,
+    macs,
+    minute_times,
+    write_backs,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,8 +40,6 @@ from cardlayout.files import (
     EventCode,
     FriendlyDays,
     History,
-    InsertionResult,
-    MeterStatus,
     Parameters,
     Purse,
     SettlementDate,
@@ -40,14 +47,12 @@ from cardlayout.files import (
     UpdateFlags,
     UserType,
     Utility,
-    WriteBack,
     file_by_fid,
     file_by_name,
     file_by_sfi,
 )
 
 FAST = settings(max_examples=200, deadline=None)
-BEIJING = timezone(timedelta(hours=8))
 MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 EXAMPLES = [
@@ -170,16 +175,6 @@ def test_decoded_times_are_utc_and_encode_accepts_other_zones() -> None:
 
 # --- strategies -------------------------------------------------------------------------
 
-digits12 = st.text("0123456789", min_size=12, max_size=12)
-bcd8 = st.integers(0, 99_999_999)
-macs = st.binary(min_size=8, max_size=8)
-zones = st.sampled_from([UTC, BEIJING, timezone(timedelta(hours=-5))])
-instants = st.datetimes(
-    min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30), timezones=zones
-)
-second_times = instants.map(lambda t: t.replace(microsecond=0))
-minute_times = instants.map(lambda t: t.replace(second=0, microsecond=0))
-
 
 @st.composite
 def parameters(draw: st.DrawFn) -> Parameters:
@@ -247,46 +242,6 @@ def tariff_sets(draw: st.DrawFn) -> TariffSet:
         switch_time=draw(st.none() | minute_times),
     )
 
-
-write_backs = st.builds(
-    WriteBack,
-    user_type=st.sampled_from(UserType),
-    ct_ratio=st.integers(1, 999_999),
-    pt_ratio=st.integers(1, 999_999),
-    meter_no=digits12,
-    customer_no=digits12,
-    remaining_amount=st.integers(0, 2**32 - 1),
-    purchase_count=st.integers(0, 2**32 - 1),
-    insertion_result=st.sampled_from(InsertionResult),
-    written_at=second_times,
-    overdraft_used=st.integers(0, 2**32 - 1),
-    illegal_card_count=st.integers(0, 2**16 - 1),
-    meter_status=st.integers(0, 63).map(MeterStatus),
-    mac=macs,
-)
-
-
-@st.composite
-def events(draw: st.DrawFn) -> Event:
-    code = draw(st.sampled_from(EventCode))
-    detail = draw(
-        st.sampled_from(InsertionResult) if code is EventCode.ILLEGAL_CARD else st.integers(0, 255)
-    )
-    return Event(code, detail, draw(second_times))
-
-
-histories = st.builds(
-    History,
-    cumulative_purchased=st.integers(0, 2**48 - 1),
-    cumulative_used=st.integers(0, 2**48 - 1),
-    cumulative_quantity=st.integers(0, 2**40 - 1),
-    status=st.integers(0, 63).map(MeterStatus),
-    latest_frozen_month=st.none()
-    | st.dates(date(2000, 1, 1), date(2099, 12, 1)).map(lambda d: d.replace(day=1)),
-    monthly_usages=st.lists(st.integers(0, 2**32 - 1), min_size=12, max_size=12).map(tuple),
-    events=st.lists(events(), max_size=8).map(tuple),
-    mac=macs,
-).filter(lambda h: h != History())  # all zero would read as cleared (tested below)
 
 VALUES: dict[str, st.SearchStrategy[Any]] = {
     PARAMETERS.name: parameters(),

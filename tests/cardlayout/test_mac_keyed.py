@@ -13,12 +13,13 @@ import dataclasses
 from typing import Any
 
 import pytest
+from card_support import RFC4493, RFC4493_KEY, RFC4493_M
 from Crypto.Cipher import AES
 from Crypto.Hash import CMAC
+from file_values import histories
+from file_values import write_backs as write_back_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_meter_report_bulk import RFC4493, RFC4493_KEY, RFC4493_M, histories
-from test_meter_report_bulk import write_backs as write_back_values
 
 from cardlayout.card.operations import (
     MeterFiles,

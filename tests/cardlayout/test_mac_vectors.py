@@ -9,6 +9,7 @@ the code under test, and pinned as hex so a change to both is noticed too.
 from __future__ import annotations
 
 import pytest
+from card_support import RFC4493, RFC4493_KEY, RFC4493_M
 from Crypto.Cipher import AES
 from Crypto.Hash import CMAC
 
@@ -32,24 +33,8 @@ from cardlayout.security.mac import (
 
 # -- AES-CMAC: RFC 4493 section 4 (= NIST SP 800-38B appendix D.1) ----------------
 
-RFC4493_KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
-RFC4493_M = bytes.fromhex(
-    "6bc1bee22e409f96e93d7e117393172a"
-    "ae2d8a571e03ac9c9eb76fac45af8e51"
-    "30c81c46a35ce411e5fbc1191a0a52ef"
-    "f69f2445df4f9b17ad2b417be66c3710"
-)
 
-
-@pytest.mark.parametrize(
-    ("length", "tag"),
-    [
-        (0, "bb1d6929e95937287fa37d129b756746"),  # Example 1
-        (16, "070a16b46b4d4144f79bdd9dd04a287c"),  # Example 2
-        (40, "dfa66747de9ae63030ca32611497c827"),  # Example 3
-        (64, "51f0bebf7e3b9d92fc49741779363cfe"),  # Example 4
-    ],
-)
+@pytest.mark.parametrize(("length", "tag"), RFC4493)
 def test_aes_cmac_rfc4493(length: int, tag: str) -> None:
     assert aes_cmac(RFC4493_KEY, RFC4493_M[:length]).hex() == tag
     assert aes_cmac(SecretKey(RFC4493_KEY), RFC4493_M[:length]).hex() == tag

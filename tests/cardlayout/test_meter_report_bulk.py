@@ -17,13 +17,14 @@ import copy
 import dataclasses
 import pickle
 from collections.abc import Callable
-from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
 import pytest
+from card_support import RFC4493, RFC4493_KEY, RFC4493_M
 from Crypto.Cipher import AES
 from Crypto.Hash import CMAC
+from file_values import digits12, histories, write_backs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,12 +40,7 @@ from cardlayout.errors import FormatError, KeyStoreError, SecurityError
 from cardlayout.files import (
     HISTORY,
     WRITE_BACK,
-    Event,
-    EventCode,
     History,
-    InsertionResult,
-    MeterStatus,
-    UserType,
     WriteBack,
 )
 from cardlayout.security.diversify import CardKeys, MeterKeys
@@ -61,20 +57,6 @@ CODEC = settings(max_examples=300, deadline=None)
 
 
 # -- AES-CMAC of many messages ----------------------------------------------------------
-
-RFC4493_KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
-RFC4493_M = bytes.fromhex(
-    "6bc1bee22e409f96e93d7e117393172a"
-    "ae2d8a571e03ac9c9eb76fac45af8e51"
-    "30c81c46a35ce411e5fbc1191a0a52ef"
-    "f69f2445df4f9b17ad2b417be66c3710"
-)
-RFC4493 = [
-    (0, "bb1d6929e95937287fa37d129b756746"),  # Example 1
-    (16, "070a16b46b4d4144f79bdd9dd04a287c"),  # Example 2
-    (40, "dfa66747de9ae63030ca32611497c827"),  # Example 3
-    (64, "51f0bebf7e3b9d92fc49741779363cfe"),  # Example 4
-]
 
 
 @pytest.mark.parametrize("copies", [1, 2, 5], ids=["chained", "chained-8", "side-by-side"])
@@ -106,11 +88,8 @@ def test_aes_cmacs_of_nothing_is_nothing() -> None:
 # -- many derivations under one master --------------------------------------------------
 
 
-meter_numbers = st.text("0123456789", min_size=12, max_size=12)
-
-
 @STORE
-@given(batch=st.lists(meter_numbers, max_size=40))
+@given(batch=st.lists(digits12, max_size=40))
 def test_master_cmac_many_equals_one_by_one(keystore: KeyStore, batch: list[str]) -> None:
     ref = KeyRef(Purpose.WRITEBACK_MAC, 1)
     inputs = [b"\x01writeback-mac\x00" + bytes.fromhex(no) for no in batch] + [b"", bytes(16)]
@@ -159,7 +138,7 @@ def test_the_default_batch_asks_one_mac_after_the_other(keystore: KeyStore) -> N
 
 
 @STORE
-@given(batch=st.lists(meter_numbers, max_size=30))
+@given(batch=st.lists(digits12, max_size=30))
 def test_writeback_keys_equal_writeback_key_one_by_one(
     card_keys: CardKeys, batch: list[str]
 ) -> None:
@@ -194,49 +173,6 @@ def test_writeback_keys_refuse_a_number_that_is_not_twelve_digits(card_keys: Car
 
 
 # -- the two files, decoded quickly -----------------------------------------------------
-
-times = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
-).map(lambda t: t.replace(microsecond=0))
-statuses = st.integers(0, 63).map(MeterStatus)
-write_backs = st.builds(
-    WriteBack,
-    user_type=st.sampled_from(UserType),
-    ct_ratio=st.integers(1, 999_999),
-    pt_ratio=st.integers(1, 999_999),
-    meter_no=meter_numbers,
-    customer_no=meter_numbers,
-    remaining_amount=st.integers(0, 2**32 - 1),
-    purchase_count=st.integers(0, 2**32 - 1),
-    insertion_result=st.sampled_from(InsertionResult),
-    written_at=times,
-    overdraft_used=st.integers(0, 2**32 - 1),
-    illegal_card_count=st.integers(0, 2**16 - 1),
-    meter_status=statuses,
-    mac=st.binary(min_size=8, max_size=8),
-)
-events = st.sampled_from(EventCode).flatmap(
-    lambda code: st.builds(
-        Event,
-        st.just(code),
-        st.sampled_from(InsertionResult).map(int)
-        if code is EventCode.ILLEGAL_CARD
-        else st.integers(0, 255),
-        times,
-    )
-)
-histories = st.builds(
-    History,
-    cumulative_purchased=st.integers(0, 2**48 - 1),
-    cumulative_used=st.integers(0, 2**48 - 1),
-    cumulative_quantity=st.integers(0, 2**40 - 1),
-    status=statuses,
-    latest_frozen_month=st.none()
-    | st.dates(date(2000, 1, 1), date(2099, 12, 1)).map(lambda d: d.replace(day=1)),
-    monthly_usages=st.lists(st.integers(0, 2**32 - 1), min_size=12, max_size=12).map(tuple),
-    events=st.lists(events, max_size=8).map(tuple),
-    mac=st.binary(min_size=8, max_size=8),
-).filter(lambda h: h != History())  # all zero reads as cleared
 
 QUICK: list[tuple[Any, Callable[[bytes], Any], st.SearchStrategy[Any]]] = [
     (WRITE_BACK, decode_write_back, write_backs),
