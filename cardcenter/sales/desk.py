@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,6 +55,7 @@ from cardcenter.sales.services import (
     confirm_write,
     identify,
     in_transit,
+    insert_sale,
     learn,
     purse_shows,
     sale_result,
@@ -79,7 +80,6 @@ from cardlayout.transport.channel import CardChannel
 
 MAX_REQUEST_ID = 64
 _SALE_OF_REQUEST = select(SALES.c.id).where(SALES.c.request_id == bindparam("request_id"))
-_INSERT_SALE = insert(SALES).returning(SALES.c.id)
 _SALE_VISIT = CARD_OF_SERIAL.add_columns(
     _SALE_OF_REQUEST.scalar_subquery().label("known_sale"),
     planning.TARIFF_IN_FORCE,
@@ -671,7 +671,7 @@ def new_sale(
         "reversed_by": None,
         "note": "",
     }
-    sale_id = session.connection().execute(_INSERT_SALE, row).scalar_one()
+    sale_id = insert_sale(session, row)
     sale = as_loaded(Sale, id=sale_id, **row)
     session.add(sale)
     return sale

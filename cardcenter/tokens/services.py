@@ -49,7 +49,7 @@ from cardcenter.operators.services import ensure_operator, require_role
 from cardcenter.sales import ledger, planning
 from cardcenter.sales.desk import Desk, check_request_id
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
-from cardcenter.sales.services import SALES
+from cardcenter.sales.services import SALES, insert_sale, pay_fixed_through
 from cardcenter.tariffs import pricing
 from cardcenter.tokens.config import describe_tables, tables_of, warn_if_sample
 from cardcenter.tokens.energy import vend_energy
@@ -332,9 +332,9 @@ def record_batch(
     *,
     request_id: str,
     meter: Meter,
-    operator: Operator,
+    operator_id: int,
     at: datetime,
-    sale: Sale | None = None,
+    sale_id: int | None = None,
 ) -> list[TokenRecord]:
     """Store the batch in entry order (positions from 1); the rows as stored.
 
@@ -342,36 +342,8 @@ def record_batch(
     written once and never changed, so the rows are returned unattached to
     ``session`` (nothing tracks them), with every column but ``id``.
     """
-    rows = _record_rows(
-        issued,
-        request_id=request_id,
-        meter=meter,
-        operator_id=operator.id,
-        at=at,
-        sale_id=sale.id if sale is not None else None,
-    )
-    _insert_tokens(session, rows)
-    return rows
-
-
-def _insert_tokens(session: Session, rows: Sequence[TokenRecord]) -> None:
-    session.connection().execute(
-        _INSERT_TOKENS, [{name: getattr(row, name) for name in _TOKEN_COLUMNS} for row in rows]
-    )
-
-
-def _record_rows(
-    issued: Sequence[Issued],
-    *,
-    request_id: str,
-    meter: Meter,
-    operator_id: int,
-    at: datetime,
-    sale_id: int | None,
-) -> list[TokenRecord]:
-    """The token rows of a batch, in entry order, not attached to any session."""
     assert meter.customer_id is not None
-    return [
+    rows = [
         TokenRecord(
             request_id=request_id,
             position=position,
@@ -381,9 +353,9 @@ def _record_rows(
             kind=item.kind,
             token_class=int(item.token.token_class),
             subclass=int(item.token.subclass),
-            base_date=item.base_date,
             tid=item.tid,
             digits=item.digits,
+            base_date=item.base_date,
             amount_field=item.amount_field,
             tenths=item.tenths,
             issued_at=at,
@@ -391,16 +363,17 @@ def _record_rows(
         )
         for position, item in enumerate(issued, start=1)
     ]
+    session.connection().execute(
+        _INSERT_TOKENS, [{name: getattr(row, name) for name in _TOKEN_COLUMNS} for row in rows]
+    )
+    return rows
 
 
 TOKENS = cast(Table, TokenRecord.__table__)
 METERS = cast(Table, Meter.__table__)
-CUSTOMERS = cast(Table, Customer.__table__)
 _MOVE_METER_ON = update(METERS).where(METERS.c.id == bindparam("meter_id"))
-_PAY_THROUGH = update(CUSTOMERS).where(CUSTOMERS.c.id == bindparam("customer_id"))
 _TOKEN_COLUMNS = tuple(column.name for column in TOKENS.columns if column.name != "id")
 _INSERT_TOKENS = insert(TOKENS)
-_INSERT_SALE = insert(SALES).returning(SALES.c.id)
 _VENDED_SINCE = select(func.coalesce(func.sum(TOKENS.c.tenths), 0)).where(
     TOKENS.c.meter_id == bindparam("meter_id"),
     TOKENS.c.kind == TokenKind.CREDIT,
@@ -576,8 +549,7 @@ def _record_sale(
         "written_at": at,
         "delivered_at": at,
     }
-    sale_id: int = session.connection().execute(_INSERT_SALE, row).scalar_one()
-    return sale_id
+    return insert_sale(session, row)
 
 
 def _check_tendered(tendered: int) -> None:
@@ -645,10 +617,15 @@ def vend(
             tenths=priced.vended,
         )
         _move_meter_on(session, meter, plan)
-        rows = _record_rows(
-            issued, request_id=request_id, meter=meter, operator_id=seller, at=at, sale_id=sale_id
+        rows = record_batch(
+            session,
+            issued,
+            request_id=request_id,
+            meter=meter,
+            operator_id=seller,
+            at=at,
+            sale_id=sale_id,
         )
-        _insert_tokens(session, rows)
         till = ledger.till(desk.site)
         ledger.post_all(
             session,
@@ -662,10 +639,7 @@ def vend(
             operator_id=seller,
         )
         if quote.months:
-            session.connection().execute(
-                _PAY_THROUGH,
-                {"customer_id": customer.id, "fixed_paid_through": max(quote.months)},
-            )
+            pay_fixed_through(session, customer.id, max(quote.months))
         result = _described(
             rows,
             replayed=False,
@@ -747,7 +721,7 @@ def engineering_token(
             lambda rnd, tid: ManagementToken(spec.subclass, rnd, tid, wanted),
         )
         rows = record_batch(
-            session, issued, request_id=request_id, meter=meter, operator=operator, at=at
+            session, issued, request_id=request_id, meter=meter, operator_id=operator.id, at=at
         )
         return describe_batch(session, rows, replayed=False)
 

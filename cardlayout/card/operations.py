@@ -396,8 +396,9 @@ def verify_meter_files(
 ) -> None:
     """:func:`verify_meter_report` with the meter's key at hand and the files' bytes.
 
-    For checking many records (a bulk import derives the keys of a whole
-    batch at once, :meth:`CardKeys.writeback_keys`). ``raw_write_back`` and
+    One record of :func:`verify_meter_files_many`, which a bulk import
+    uses with the keys of a whole batch derived at once
+    (:meth:`CardKeys.writeback_keys`). ``raw_write_back`` and
     ``raw_history`` are the whole EF05 and EF06 files that ``write_back`` and
     ``history`` were decoded from: each MAC is checked over the file's body
     without its MAC, which is what the meter MACed, instead of encoding the
@@ -407,17 +408,15 @@ def verify_meter_files(
     :func:`verify_meter_report`'s, the same MACs, messages and order
     (tests/cardlayout/test_meter_report_bulk.py compares the two).
     """
-    macs = [(MacLabel.WRITE_BACK, _mac_message(WRITE_BACK, raw_write_back), write_back.mac)]
-    if history is not None:
-        if raw_history is None:
-            raise ValueError("the history's file bytes are needed to check its MAC")
-        macs.append((MacLabel.HISTORY, _mac_message(HISTORY, raw_history), history.mac))
-    verify_data_macs(writeback_key, write_back.meter_no, write_back.customer_no, serial, macs)
+    record = (writeback_key, serial, write_back, raw_write_back, history, raw_history)
+    outcome = verify_meter_files_many([record])[0]
+    if outcome is not None:
+        raise outcome
 
 
-MeterFiles = tuple[bytes, bytes, WriteBack, bytes, History | None, bytes | None]
-"""One record for :func:`verify_meter_files_many`: the meter's write-back key (bytes),
-the card serial, the write-back and its file bytes, the history and its file bytes."""
+MeterFiles = tuple[SecretKey | bytes, bytes, WriteBack, bytes, History | None, bytes | None]
+"""One record for :func:`verify_meter_files_many`: the meter's write-back key, the card
+serial, the write-back and its file bytes, the history and its file bytes."""
 
 
 def verify_meter_files_many(records: Sequence[MeterFiles]) -> list[CardLayoutError | None]:
@@ -434,7 +433,7 @@ def verify_meter_files_many(records: Sequence[MeterFiles]) -> list[CardLayoutErr
     :class:`ValueError` at once, as there.
     """
     outcomes: list[CardLayoutError | None] = [None] * len(records)
-    keys: list[bytes] = []
+    keys: list[SecretKey | bytes] = []
     messages: list[bytes] = []
     pending: list[tuple[int, list[tuple[str, bytes]]]] = []
     for index, (key, serial, write_back, raw_write_back, history, raw_history) in enumerate(
