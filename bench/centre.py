@@ -39,10 +39,19 @@ from sqlalchemy import insert, text
 
 from cardcenter.cards.models import Card, CardStatus
 from cardcenter.cards.reading import CardReading
-from cardcenter.core.db import make_engine, session_factory, transaction, upgrade
+from cardcenter.core.db import (
+    connection_transaction,
+    make_engine,
+    session_factory,
+    transaction,
+    upgrade,
+)
+from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Category, Customer, Meter
 from cardcenter.reconciliation.bulk import import_records
-from cardcenter.sales.desk import Desk, SaleStart
+from cardcenter.sales import ledger, services
+from cardcenter.sales.desk import _SALE_VISIT, Desk, SaleStart
+from cardcenter.sales.services import PendingAction
 from cardcenter.tariffs.models import Tariff, TariffKind, TariffVersion
 from cardlayout.card.operations import (
     decode_history,
@@ -212,6 +221,58 @@ def bench_sales(engine: object, keys: CardKeys, sales: int, customers: int) -> t
     return sales / elapsed, (time.process_time() - cpu) / sales
 
 
+def bench_floor(engine: object, sales: int, customers: range) -> float:
+    """Sales per second of the database's own work for a sale, with no Python work around it.
+
+    The desk's statements, compiled once and run on the driver (the sale's
+    look-up, its pending INSERT and the card's announcement, committed
+    waiting for the disk; then the card's confirmation, the sale written and
+    its three journal rows, committed without waiting), with nothing of the
+    desk's own work between them: no pricing, no card write to plan, no
+    objects. What any code on this machine's disk could reach at most.
+    ``customers`` are ids no other sale has touched; operator 1 is the desk's (bench_sales made it).
+    """
+    factory = session_factory(engine)  # type: ignore[arg-type]
+    look_up = Prepared(_SALE_VISIT)
+    at = datetime.now(UTC)
+    purses = {i: (1, 0) for i in customers}
+    begun = time.perf_counter()
+    for n in range(sales):
+        i = customers[n % len(customers)]
+        count, amount = purses[i]
+        with connection_transaction(factory) as conn:
+            look_up.first(conn, {"serial": serial(i), "request_id": f"floor-{n}", "at": at})
+            sale_id = services._INSERT_SALE.scalar(
+                conn,
+                {"request_id": f"floor-{n}", "kind": "sale", "status": "pending",
+                 "customer_id": i, "meter_id": i, "card_id": i, "operator_id": 1,
+                 "site": "HQ", "tariff_version_id": 1, "purchase_count": count + 1,
+                 "tendered": 1000, "fixed_charge": 0, "tax": 0, "credit": 1000,
+                 "card_amount": amount + 1000, "parameter_version": 1, "breakdown": {},
+                 "created_at": at, "written_at": None, "delivered_at": None,
+                 "reversed_at": None, "reversed_by": None, "note": ""},
+            )  # fmt: skip
+            announced = services._ANNOUNCE.rowcount(
+                conn,
+                {"card_id": i, "was_count": count, "was_amount": amount,
+                 "new_pending_action": "sale", "new_pending_count": count + 1,
+                 "new_pending_amount": amount + 1000, "new_pending_sale_id": sale_id},
+            )  # fmt: skip
+            assert announced == 1
+        with connection_transaction(factory, durable=False) as conn:
+            services.commit_purse(conn, i, action=PendingAction.SALE, sale_id=sale_id,
+                                  count=count + 1, amount=amount + 1000, at=at)  # fmt: skip
+            services._WRITTEN.rowcount(conn, {"sale_id": sale_id, "at": at})
+            ledger.post_all(
+                conn,
+                [("till:HQ", f"transit:{i}", 900, "credit"), ("till:HQ", "tax", 100, "tax"),
+                 ("till:HQ", "fixed", 0, "fixed charge")],
+                customer_id=i, sale_id=sale_id, operator_id=1,
+            )  # fmt: skip
+        purses[i] = (count + 1, amount + 1000)
+    return sales / (time.perf_counter() - begun)
+
+
 def records(keys: CardKeys, customers: int) -> tuple[list[str], float]:
     """One write-back per customer, a month after its baseline; sealed by its meter's key."""
     lines = []
@@ -287,6 +348,13 @@ def run(kind: str, args: argparse.Namespace, keys: CardKeys) -> None:
             rate, cpu = bench_sales(engine, keys, args.sales, min(args.customers, args.sales))
             print(f"{kind}: {rate:,.0f} sales/s ({args.sales:,} sales, card I/O excluded; "
                   f"{cpu * 1e6:,.0f} us of CPU per sale in this process)")  # fmt: skip
+            touched = min(args.customers, args.sales)  # the customers bench_sales sold to
+            fresh = range(touched + 1, args.customers + 1)
+            if not fresh:
+                raise SystemExit("give --customers above --sales: the floor sells to fresh cards")
+            floor = bench_floor(engine, args.sales, fresh)
+            print(f"{kind}: the database's own work for a sale alone (its statements and two "
+                  f"commits on the driver, nothing around them): {floor:,.0f} sales/s")  # fmt: skip
             lines, sealing = records(keys, args.customers)
             print(f"{kind}: {len(lines):,} write-back records sealed in {sealing:.1f} s "
                   "(the meters' work, not the centre's)")  # fmt: skip

@@ -23,6 +23,7 @@ from sqlalchemy import CheckConstraint, Connection, ForeignKey, String, Table, f
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cardcenter.core.db import Base, connection_of, utcnow
+from cardcenter.core.prepared import Prepared
 
 TAX = "tax"
 FIXED = "fixed"
@@ -115,11 +116,14 @@ def post_all(
             }
         )
     if rows:
-        connection_of(session).execute(_INSERT, rows)
+        _INSERT.execute_many(connection_of(session), rows)
 
 
 _LINKS = ("customer_id", "sale_id", "reconciliation_id", "operator_id")
-_INSERT = insert(cast(Table, JournalEntry.__table__))
+_INSERT = Prepared(
+    insert(cast(Table, JournalEntry.__table__)),
+    column_keys=("at", "source", "destination", "amount", "memo", *_LINKS),
+)
 
 
 def balance(session: Session, account: str) -> int:

@@ -27,6 +27,7 @@ from cardcenter.cards.models import Card, CardStatus
 from cardcenter.cards.reading import CardReading
 from cardcenter.core.db import connection_of
 from cardcenter.core.errors import CardRefusedError, ConflictError
+from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.reconciliation.models import WriteBackSource
 from cardcenter.reconciliation.services import (
@@ -211,9 +212,9 @@ SALES = cast(Table, Sale.__table__)
 CUSTOMERS = cast(Table, Customer.__table__)
 
 
-# The sale path's statements, built once: building a statement and its cache
-# key costs more than SQLite takes to run it.
-_ANNOUNCE = (
+# The sale path's statements, built once and run on the driver (core/prepared):
+# through SQLAlchemy each would cost more than SQLite takes to run it.
+_ANNOUNCE = Prepared(
     update(CARDS)
     .where(
         CARDS.c.id == bindparam("card_id"),
@@ -228,7 +229,7 @@ _ANNOUNCE = (
         pending_sale_id=bindparam("new_pending_sale_id"),
     )
 )
-_CONFIRM = (
+_CONFIRM_UPDATE = (
     update(CARDS)
     .where(
         CARDS.c.id == bindparam("card_id"),
@@ -246,21 +247,27 @@ _CONFIRM = (
         pending_sale_id=None,
     )
 )
-_CONFIRM_ISSUE = _CONFIRM.values(
-    status=CardStatus.ACTIVE,
-    status_changed_at=bindparam("at", type_=CARDS.c.status_changed_at.type),
+_CONFIRM = Prepared(_CONFIRM_UPDATE)
+_CONFIRM_ISSUE = Prepared(
+    _CONFIRM_UPDATE.values(
+        status=CardStatus.ACTIVE,
+        status_changed_at=bindparam("at", type_=CARDS.c.status_changed_at.type),
+    )
 )
-_WRITTEN = (
+_WRITTEN = Prepared(
     update(SALES)
     .where(SALES.c.id == bindparam("sale_id"), SALES.c.status == SaleStatus.PENDING)
     .values(status=SaleStatus.WRITTEN, written_at=bindparam("at", type_=SALES.c.written_at.type))
 )
-_PAID_THROUGH = (
+_PAID_THROUGH = Prepared(
     update(CUSTOMERS)
     .where(CUSTOMERS.c.id == bindparam("customer_id"))
     .values(fixed_paid_through=bindparam("month", type_=CUSTOMERS.c.fixed_paid_through.type))
 )
-_INSERT_SALE = insert(SALES).returning(SALES.c.id)
+_INSERT_SALE = Prepared(
+    insert(SALES).returning(SALES.c.id),
+    column_keys=[column.name for column in SALES.c if column.name != "id"],
+)
 
 
 def insert_sale(books: Session | Connection, row: dict[str, Any]) -> int:
@@ -269,13 +276,13 @@ def insert_sale(books: Session | Connection, row: dict[str, Any]) -> int:
     Card sales and token vends both record their sale so: the unit of work
     would cost more than the sale's own statements.
     """
-    sale_id: int = connection_of(books).execute(_INSERT_SALE, row).scalar_one()
+    sale_id: int = _INSERT_SALE.scalar(connection_of(books), row)
     return sale_id
 
 
 def pay_fixed_through(books: Session | Connection, customer_id: int, month: str) -> None:
     """The customer's fixed charges are now paid through ``month`` (one UPDATE)."""
-    connection_of(books).execute(_PAID_THROUGH, {"customer_id": customer_id, "month": month})
+    _PAID_THROUGH.execute(connection_of(books), {"customer_id": customer_id, "month": month})
 
 
 # A card's row with its customer and meter, by serial: :func:`identify`'s one
@@ -350,8 +357,8 @@ def start_write(
         "pending_amount": amount,
         "pending_sale_id": sale.id if sale is not None else None,
     }
-    result = session.connection().execute(
-        _ANNOUNCE,
+    announced = _ANNOUNCE.rowcount(
+        session.connection(),
         {
             "card_id": card.id,
             "was_count": card.purchase_count,
@@ -359,7 +366,7 @@ def start_write(
             **{f"new_{name}": value for name, value in pending.items()},
         },
     )
-    if result.rowcount != 1:
+    if announced != 1:
         raise ConflictError(
             f"another desk is writing card {card.serial} right now; nothing was written"
         )
@@ -395,8 +402,8 @@ def commit_purse(
     }
     if issuing:
         values.update(status=CardStatus.ACTIVE, status_changed_at=at)
-    result = connection_of(session).execute(
-        _CONFIRM_ISSUE if issuing else _CONFIRM,
+    matched = (_CONFIRM_ISSUE if issuing else _CONFIRM).rowcount(
+        connection_of(session),
         {
             "card_id": card_id,
             "action": action.value,
@@ -406,7 +413,7 @@ def commit_purse(
             "at": at,
         },
     )
-    return values if result.rowcount == 1 else None
+    return values if matched == 1 else None
 
 
 def confirm_write(session: Session, visit: Visit, *, at: datetime) -> None:
@@ -463,8 +470,7 @@ def take_payment(
     (``sale`` is updated to match), so ``session`` may be a plain connection.
     """
     connection = connection_of(session)
-    done = connection.execute(_WRITTEN, {"sale_id": sale.id, "at": at})
-    if done.rowcount != 1:
+    if _WRITTEN.rowcount(connection, {"sale_id": sale.id, "at": at}) != 1:
         raise ConflictError(f"sale {sale.id} was settled by another desk meanwhile")
     mirror(sale, status=SaleStatus.WRITTEN, written_at=at)
     links: dict[str, int | None] = {

@@ -182,22 +182,40 @@ def store_identity(meter: Meter, identity: MeterIdentity) -> None:
         setattr(meter, column, value)
 
 
+IDENTITY_COLUMNS = (
+    "sts_pan",
+    "sts_sgc",
+    "sts_ti",
+    "sts_krn",
+    "sts_kt",
+    "sts_base_date",
+    "sts_ea",
+    "sts_dkga",
+    "sts_new_sgc",
+    "sts_new_ti",
+    "sts_new_krn",
+    "sts_new_kt",
+)
+"""The meter columns that hold its STS identity (:func:`identity_columns`' keys)."""
+
+
 def identity_columns(identity: MeterIdentity) -> dict[str, Any]:
     """The meter row's columns once it holds ``identity``: no change left waiting."""
-    return {
-        "sts_pan": identity.pan,
-        "sts_sgc": identity.sgc,
-        "sts_ti": identity.ti,
-        "sts_krn": identity.krn,
-        "sts_kt": identity.kt,
-        "sts_base_date": int(identity.base_date),
-        "sts_ea": identity.ea.value,
-        "sts_dkga": identity.dkga.value,
-        "sts_new_sgc": None,
-        "sts_new_ti": None,
-        "sts_new_krn": None,
-        "sts_new_kt": None,
-    }
+    values = (
+        identity.pan,
+        identity.sgc,
+        identity.ti,
+        identity.krn,
+        identity.kt,
+        int(identity.base_date),
+        identity.ea.value,
+        identity.dkga.value,
+        None,
+        None,
+        None,
+        None,
+    )
+    return dict(zip(IDENTITY_COLUMNS, values, strict=True))
 
 
 def latest_base(at: datetime) -> BaseDate:

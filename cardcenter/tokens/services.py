@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from cardcenter.core.db import transaction
 from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
+from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Customer, Meter, MeterKind, MeterStatus
 from cardcenter.customers.services import ensure_active
 from cardcenter.operators.models import Operator, Role
@@ -54,6 +55,7 @@ from cardcenter.tariffs import pricing
 from cardcenter.tokens.config import describe_tables, tables_of, warn_if_sample
 from cardcenter.tokens.energy import vend_energy
 from cardcenter.tokens.identity import (
+    IDENTITY_COLUMNS,
     check_pan,
     describe_identity,
     identity_columns,
@@ -320,8 +322,8 @@ def _move_meter_on(session: Session, meter: Meter, plan: BatchPlan) -> None:
     as it was loaded: its PAN, algorithm and tables, all a result shows of
     it, never change with a batch.
     """
-    session.connection().execute(
-        _MOVE_METER_ON,
+    _MOVE_METER_ON.execute(
+        session.connection(),
         {"meter_id": meter.id, **identity_columns(plan.target), "sts_last_tid": plan.tid},
     )
 
@@ -363,26 +365,35 @@ def record_batch(
         )
         for position, item in enumerate(issued, start=1)
     ]
-    session.connection().execute(
-        _INSERT_TOKENS, [{name: getattr(row, name) for name in _TOKEN_COLUMNS} for row in rows]
+    _INSERT_TOKENS.execute_many(
+        session.connection(),
+        [{name: getattr(row, name) for name in _TOKEN_COLUMNS} for row in rows],
     )
     return rows
 
 
 TOKENS = cast(Table, TokenRecord.__table__)
 METERS = cast(Table, Meter.__table__)
-_MOVE_METER_ON = update(METERS).where(METERS.c.id == bindparam("meter_id"))
-_TOKEN_COLUMNS = tuple(column.name for column in TOKENS.columns if column.name != "id")
-_INSERT_TOKENS = insert(TOKENS)
-_VENDED_SINCE = select(func.coalesce(func.sum(TOKENS.c.tenths), 0)).where(
-    TOKENS.c.meter_id == bindparam("meter_id"),
-    TOKENS.c.kind == TokenKind.CREDIT,
-    TOKENS.c.issued_at >= bindparam("start"),
+# The vend's statements, run on the driver (core/prepared), as the card sale's.
+_MOVE_METER_ON = Prepared(
+    update(METERS).where(METERS.c.id == bindparam("meter_id")),
+    column_keys=[*IDENTITY_COLUMNS, "sts_last_tid"],
 )
-_REQUEST_USED = union_all(
-    select(TOKENS.c.id).where(TOKENS.c.request_id == bindparam("request_id")),
-    select(SALES.c.id).where(SALES.c.request_id == bindparam("request_id")),
-).limit(1)
+_TOKEN_COLUMNS = tuple(column.name for column in TOKENS.columns if column.name != "id")
+_INSERT_TOKENS = Prepared(insert(TOKENS), column_keys=_TOKEN_COLUMNS)
+_VENDED_SINCE = Prepared(
+    select(func.coalesce(func.sum(TOKENS.c.tenths), 0)).where(
+        TOKENS.c.meter_id == bindparam("meter_id"),
+        TOKENS.c.kind == TokenKind.CREDIT,
+        TOKENS.c.issued_at >= bindparam("start"),
+    )
+)
+_REQUEST_USED = Prepared(
+    union_all(
+        select(TOKENS.c.id).where(TOKENS.c.request_id == bindparam("request_id")),
+        select(SALES.c.id).where(SALES.c.request_id == bindparam("request_id")),
+    ).limit(1)
+)
 """Any row a request id left: a token batch, or a sale (a card sale's, or a vend's)."""
 
 
@@ -420,8 +431,7 @@ def _once(
     """
     try:
         with transaction(desk.sessions) as session:
-            used = session.connection().execute(_REQUEST_USED, {"request_id": request_id})
-            if used.first() is None:
+            if _REQUEST_USED.first(session.connection(), {"request_id": request_id}) is None:
                 return issue(session)
             done = batch_of(session, request_id)
             if done:
@@ -548,6 +558,9 @@ def _record_sale(
         "created_at": at,
         "written_at": at,
         "delivered_at": at,
+        "reversed_at": None,
+        "reversed_by": None,
+        "note": "",
     }
     return insert_sale(session, row)
 
@@ -663,11 +676,7 @@ def vended_this_month(session: Session, meter: Meter, at: datetime) -> int:
     left pending in a session, so this reads the table without a flush.
     """
     start = at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    total = (
-        session.connection()
-        .execute(_VENDED_SINCE, {"meter_id": meter.id, "start": start})
-        .scalar_one()
-    )
+    total = _VENDED_SINCE.scalar(session.connection(), {"meter_id": meter.id, "start": start})
     return int(total or 0)
 
 
