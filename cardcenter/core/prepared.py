@@ -84,9 +84,9 @@ class Prepared:
         dialect = connection.dialect
         compiled = self.compiled(dialect)
         arguments = compiled.arguments(params or {})
-        driver = connection.connection.driver_connection
+        driver = _driver(connection)
         try:
-            return driver.execute(compiled.sql, arguments)  # type: ignore[union-attr]
+            return driver.execute(compiled.sql, arguments)
         except dialect.loaded_dbapi.Error as exc:
             raise _wrapped(compiled.sql, arguments, exc, dialect) from exc
 
@@ -97,7 +97,7 @@ class Prepared:
         dialect = connection.dialect
         compiled = self.compiled(dialect)
         arguments = [compiled.arguments(row) for row in rows]
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = _driver(connection).cursor()
         try:
             cursor.executemany(compiled.sql, arguments)
         except dialect.loaded_dbapi.Error as exc:
@@ -127,6 +127,19 @@ class Prepared:
         """Run; the first column of the first row, or None when there is no row."""
         row = self.first(connection, params)
         return None if row is None else row[0]
+
+
+def _driver(connection: Connection) -> Any:
+    """The driver connection under ``connection``, its transaction begun.
+
+    SQLAlchemy begins a connection's transaction at its first statement
+    (autobegin); so does this, or on SQLite (whose driver connection the
+    centre leaves in autocommit, :mod:`cardcenter.core.db`) the statement
+    would commit on its own.
+    """
+    if not connection.in_transaction():
+        connection.begin()
+    return connection.connection.driver_connection
 
 
 def _compile(statement: Executable, dialect: Dialect, column_keys: list[str] | None) -> _Compiled:

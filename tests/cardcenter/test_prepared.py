@@ -176,3 +176,14 @@ def test_it_runs_inside_the_callers_transaction(db: Database) -> None:
         with conn.begin():
             PREPARED_INSERT.execute_many(conn, [journal_row(datetime.now(UTC), memo="kept")])
     assert [row[4] for row in stored(db)] == ["kept"]
+
+
+def test_a_connection_not_yet_begun_is_begun_as_sqlalchemy_would(db: Database) -> None:
+    """Not committed on its own: SQLite's driver connection is in autocommit here."""
+    with db.engine.connect() as conn:
+        PREPARED_INSERT.execute_many(conn, [journal_row(datetime.now(UTC))])
+        assert conn.in_transaction()
+        conn.rollback()
+        LOCK.rowcount(conn, {"who": "ana", "until": datetime.now(UTC)})
+        assert conn.in_transaction()
+    assert stored(db) == []
