@@ -8,6 +8,10 @@ Run: ``.venv/bin/python bench/centre.py [--db sqlite|postgresql|both] [--sales N
   journal), each step its own committed transaction (the pending one waits
   for the disk), with card I/O excluded: the card is replaced by what reading
   it would give. The cards carry no write-back, so no reconciliation is in it.
+- **the database's own work for a sale**: the same statements, compiled once
+  and run on the driver, in the same two transactions (the pending one
+  waiting for the disk), with no pricing, planning or objects around them:
+  the most any code could reach on this machine's disk.
 - **reconciliations/s and the bulk import**: write-back records as an offline
   card reader collects them (sealed with each meter's write-back key), for
   ``--customers`` customers, imported with ``cardcenter.reconciliation.bulk``
