@@ -88,7 +88,7 @@ class Prepared:
         try:
             return driver.execute(compiled.sql, arguments)
         except dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(compiled.sql, arguments, exc, dialect) from exc
+            raise _wrapped(connection, compiled.sql, arguments, exc) from exc
 
     def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run once per row of ``rows`` (one driver call)."""
@@ -97,13 +97,15 @@ class Prepared:
         dialect = connection.dialect
         compiled = self.compiled(dialect)
         arguments = [compiled.arguments(row) for row in rows]
-        cursor = _driver(connection).cursor()
+        driver = _driver(connection)
         try:
-            cursor.executemany(compiled.sql, arguments)
+            cursor = driver.cursor()
+            try:
+                cursor.executemany(compiled.sql, arguments)
+            finally:
+                cursor.close()
         except dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(compiled.sql, arguments, exc, dialect) from exc
-        finally:
-            cursor.close()
+            raise _wrapped(connection, compiled.sql, arguments, exc) from exc
 
     def rowcount(self, connection: Connection, params: Mapping[str, Any] | None = None) -> int:
         """Run an UPDATE or DELETE; the number of rows it matched."""
@@ -177,6 +179,17 @@ def _compile(statement: Executable, dialect: Dialect, column_keys: list[str] | N
     )
 
 
-def _wrapped(sql: str, arguments: Any, exc: Exception, dialect: Dialect) -> BaseException:
-    """The driver's error as SQLAlchemy raises it (``IntegrityError``, ``OperationalError``...)."""
-    return DBAPIError.instance(sql, arguments, exc, dialect.loaded_dbapi.Error, dialect=dialect)
+def _wrapped(connection: Connection, sql: str, arguments: Any, exc: Exception) -> BaseException:
+    """The driver's error as SQLAlchemy raises it (``IntegrityError``, ``OperationalError``...).
+
+    A lost database connection is invalidated as SQLAlchemy does, so the
+    pool opens a new one instead of handing the dead one out again.
+    """
+    dialect = connection.dialect
+    lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, None)  # type: ignore[arg-type]
+    if lost:
+        connection.invalidate(exc)
+    return DBAPIError.instance(
+        sql, arguments, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost,
+        dialect=dialect,
+    )  # fmt: skip

@@ -16,7 +16,7 @@ from centre_support import Database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Table, bindparam, delete, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from cardcenter.core.db import transaction
 from cardcenter.core.prepared import Prepared
@@ -187,3 +187,22 @@ def test_a_connection_not_yet_begun_is_begun_as_sqlalchemy_would(db: Database) -
         LOCK.rowcount(conn, {"who": "ana", "until": datetime.now(UTC)})
         assert conn.in_transaction()
     assert stored(db) == []
+
+
+def test_a_lost_connection_is_invalidated_and_the_next_one_works(db: Database) -> None:
+    """As through SQLAlchemy: the pool must not hand the dead connection out again."""
+    with db.engine.connect() as conn:
+        conn.begin()
+        if db.backend == "sqlite":
+            conn.connection.driver_connection.close()  # type: ignore[union-attr]
+        else:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with db.engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid or 0)})")
+        with pytest.raises(DBAPIError) as raised:
+            PREPARED_INSERT.execute_many(conn, [journal_row(datetime.now(UTC))])
+        assert raised.value.connection_invalidated
+        assert conn.invalidated
+    with db.engine.begin() as conn:
+        PREPARED_INSERT.execute_many(conn, [journal_row(datetime.now(UTC), memo="after")])
+    assert [row[4] for row in stored(db)] == ["after"]
