@@ -21,7 +21,6 @@ ids never meet a client's.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from cardcenter.operators.services import API_OPERATOR_PREFIX, find_api_client, 
 from cardcenter.sales.desk import Desk
 from cardcenter.web import db
 from cardcenter.web.api.errors import ApiError, unauthenticated
+from cardcenter.web.api.turns import FifoLock
 from cardcenter.web.auth import ROLE_NAMES
 from cardcenter.web.i18n import _
 from cardcenter.web.state import state
@@ -60,12 +60,14 @@ class ApiState:
     polls for it with growing sleeps (SQLite's busy handler: up to 100 ms
     each), so under load some wait seconds while others pass. Queued on a
     lock in the process instead, each API request gets the database the
-    moment the one before it is done. (PostgreSQL needs no such thing.)
+    moment the one before it is done, in the order the requests came
+    (:class:`~cardcenter.web.api.turns.FifoLock`). (PostgreSQL needs no
+    such thing.)
     ``operators`` remembers the operator each client sells as, by client and
     role, so a request costs no lookup of it after the first.
     """
 
-    one_at_a_time: threading.Lock | None
+    one_at_a_time: FifoLock | None
     operators: dict[tuple[int, str], int] = field(default_factory=dict)
     """Operator ids by (client id, role)."""
 
@@ -74,7 +76,7 @@ class ApiState:
         """At the blueprint's registration: the application's :class:`ApiState`."""
         app = cast(Flask, setup.app)
         sqlite = state(app).engine.dialect.name == "sqlite"
-        app.extensions[EXTENSION] = cls(threading.Lock() if sqlite else None)
+        app.extensions[EXTENSION] = cls(FifoLock() if sqlite else None)
 
 
 def api_state() -> ApiState:
