@@ -1,13 +1,14 @@
 """Turns at the database handed to the API's requests in the order they arrived.
 
 On SQLite the API lets one request at a time into the database (see
-:class:`cardcenter.web.api.clients.ApiState`). A plain lock lets in
-whichever waiting thread the scheduler wakes first, so under load some
+:class:`cardcenter.web.api.clients.ApiState`). A plain lock goes to
+whichever thread asks for it first once it is free, queued or not (a thread
+just arriving, or the one that has just let it go), so under load some
 requests were passed over again and again: with 16 clients queued, the
-slowest sale in a hundred waited 1.8 times as long as the median one. A
-payment channel's request must not starve behind later ones; here each
-waiting thread is handed the turn directly by the one before it, first come
-first served, and the slowest in a hundred waits about 1.2 times the
+slowest sale in a hundred waited 1.8 to 1.9 times as long as the median
+one. A payment channel's request must not starve behind later ones; here
+each waiting thread is handed the turn directly by the one before it, first
+come, first served, and the slowest in a hundred waits about 1.2 times the
 median (README, the vending API's figures).
 """
 
