@@ -120,6 +120,8 @@ class Prepared:
         if row is None:
             return None
         processors = self.compiled(connection.dialect).results
+        if not processors:  # a statement whose columns SQLAlchemy does not know (text)
+            return tuple(row)
         return tuple(
             value if process is None else process(value)
             for value, process in zip(row, processors, strict=True)

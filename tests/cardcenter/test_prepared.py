@@ -206,3 +206,11 @@ def test_a_lost_connection_is_invalidated_and_the_next_one_works(db: Database) -
     with db.engine.begin() as conn:
         PREPARED_INSERT.execute_many(conn, [journal_row(datetime.now(UTC), memo="after")])
     assert [row[4] for row in stored(db)] == ["after"]
+
+
+def test_a_text_statement_gives_its_rows_as_the_driver_does(db: Database) -> None:
+    add_operator(db, "ana", Role.CASHIER)
+    count = Prepared(text("SELECT count(*), max(username) FROM operators WHERE site = :site"))
+    with db.engine.connect() as conn:
+        assert count.first(conn, {"site": "HQ"}) == (1, "ana")
+        assert count.scalar(conn, {"site": "elsewhere"}) == 0
