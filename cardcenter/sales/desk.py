@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +36,7 @@ from cardcenter.core.errors import (
     InvalidInputError,
     SaleInterruptedError,
 )
+from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.customers.services import ensure_active
 from cardcenter.operators.models import Operator, Role
@@ -45,8 +46,9 @@ from cardcenter.reconciliation.services import ReconcileSettings
 from cardcenter.sales import planning
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.sales.services import (
-    CARD_OF_SERIAL,
+    CARD_ROW_OF_SERIAL,
     SALES,
+    VISIT_OBJECTS,
     PendingAction,
     Settled,
     Visit,
@@ -80,11 +82,24 @@ from cardlayout.transport.channel import CardChannel
 
 MAX_REQUEST_ID = 64
 _SALE_OF_REQUEST = select(SALES.c.id).where(SALES.c.request_id == bindparam("request_id"))
-_SALE_VISIT = CARD_OF_SERIAL.add_columns(
-    _SALE_OF_REQUEST.scalar_subquery().label("known_sale"),
-    planning.TARIFF_IN_FORCE,
-    planning.TARIFF_SCHEDULED,
+_SALE_VISIT = Prepared(
+    CARD_ROW_OF_SERIAL.add_columns(
+        _SALE_OF_REQUEST.scalar_subquery().label("known_sale"),
+        planning.TARIFF_IN_FORCE,
+        planning.TARIFF_SCHEDULED,
+    )
 )
+
+
+class _SaleVisit(NamedTuple):
+    """What a sale looks up first, in one statement (:meth:`Desk._look_up`)."""
+
+    card: Card
+    customer: Customer
+    meter: Meter
+    known_sale: int | None
+    tariff_in_force: int | None
+    tariff_scheduled: int | None
 
 
 def _no_checkpoint(step: str) -> None:
@@ -230,19 +245,27 @@ class Desk:
             return sale_result(sale, **started.learnt)
 
     @staticmethod
-    def _look_up(session: Session, reading: CardReading, request_id: str, at: datetime) -> Any:
+    def _look_up(
+        session: Session, reading: CardReading, request_id: str, at: datetime
+    ) -> _SaleVisit | None:
         """The card's row (as :func:`identify` finds it) with the sale's other first questions.
 
         One statement instead of three: whether ``request_id`` is known
         already (``known_sale``), and which tariff versions are in force at
         ``at`` and next (``tariff_in_force``, ``tariff_scheduled``). None for
-        a blank or unknown card, which :func:`visit_of` then refuses.
+        a blank or unknown card, which :func:`visit_of` then refuses. Run on
+        the driver as the transaction's first statement (nothing unflushed
+        to miss), its objects made from the row (:class:`RowObjects`).
         """
         if reading.blank:
             return None
-        return session.execute(
-            _SALE_VISIT, {"serial": reading.serial, "request_id": request_id, "at": at}
-        ).one_or_none()
+        row = _SALE_VISIT.first(
+            session.connection(), {"serial": reading.serial, "request_id": request_id, "at": at}
+        )
+        if row is None:
+            return None
+        (card, customer, meter), asked = VISIT_OBJECTS.attach(session, row)
+        return _SaleVisit(card, customer, meter, *asked)
 
     def tariffs_at(
         self,

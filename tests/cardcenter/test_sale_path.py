@@ -8,16 +8,23 @@ from pathlib import Path
 
 import pytest
 from centre_support import Database
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.exc import OperationalError
 
-from cardcenter.core.db import connection_transaction, make_engine, transaction
+from cardcenter.cards.models import Card, CardStatus
+from cardcenter.core.db import connection_transaction, make_engine, transaction, utcnow
 from cardcenter.core.errors import NotFoundError
+from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Category, Customer
 from cardcenter.customers.services import open_account
 from cardcenter.sales import planning
 from cardcenter.sales.ledger import balance, post
-from cardcenter.sales.services import as_loaded
+from cardcenter.sales.services import (
+    CARD_OF_SERIAL,
+    CARD_ROW_OF_SERIAL,
+    VISIT_OBJECTS,
+    as_loaded,
+)
 from cardcenter.tariffs.models import TariffKind
 from cardcenter.tariffs.services import (
     add_tariff,
@@ -156,3 +163,61 @@ def test_a_row_just_inserted_is_held_as_loaded(db: Database) -> None:
         assert category in session.dirty
     with db.sessions() as session:
         assert session.get_one(Category, new_id).name == "Houses"
+
+
+def _columns(obj: object) -> dict[str, object]:
+    return {attr.key: getattr(obj, attr.key) for attr in inspect(type(obj)).column_attrs}
+
+
+def test_the_sales_look_up_gives_the_objects_the_orm_loads(db: Database) -> None:
+    """RowObjects: every column as the ORM loads it (times, enums, JSON, NULLs), tracked as loaded.
+
+    Cards in several states, one with a write in flight; each read both
+    ways in separate sessions, then the plain row's objects used as loaded
+    ones: nothing to flush, a change written, a relationship loaded.
+    """
+    customer_ids = _accounts(db)
+    now = utcnow()
+    with transaction(db.sessions) as session:
+        serials = []
+        for n, customer_id in enumerate(customer_ids):
+            customer = session.get_one(Customer, customer_id)
+            meter = customer.meters[0]
+            card = Card(
+                serial=f"C15C46840000000{n}", customer_id=customer_id, meter_id=meter.id,
+                status=(CardStatus.ACTIVE, CardStatus.LOST)[n], status_changed_at=now,
+                purchase_count=3 + n, purse_amount=12_345,
+            )  # fmt: skip
+            if n == 0:
+                card.pending_action, card.pending_count, card.pending_amount = "sale", 4, 99
+            customer.fixed_paid_through = "2026-02"
+            session.add(card)
+            serials.append(card.serial)
+    look_up = Prepared(CARD_ROW_OF_SERIAL)
+    for serial in serials:
+        with db.sessions() as session:
+            expected = [_columns(obj) for obj in session.execute(
+                CARD_OF_SERIAL, {"serial": serial}).one()]  # fmt: skip
+        with transaction(db.sessions) as session:
+            row = look_up.first(session.connection(), {"serial": serial})
+            assert row is not None
+            objects, rest = VISIT_OBJECTS.attach(session, row)
+            assert rest == ()
+            assert [_columns(obj) for obj in objects] == expected
+            card, customer, meter = objects
+            assert all(obj in session for obj in objects)
+            assert not session.dirty and not session.new
+            assert session.get(Card, card.id) is card
+            assert customer.category.code == "homes"  # a relationship loads as usual
+            assert meter.customer is customer
+            customer.phone = "555 0101"
+        with db.sessions() as session:
+            assert session.get_one(Customer, customer.id).phone == "555 0101"
+    with transaction(db.sessions) as session:  # an object the session holds is kept
+        held = session.scalars(select(Card).where(Card.serial == serials[0])).one()
+        held.purse_amount = 1  # not yet flushed, and not overwritten by the row
+        row = look_up.first(session.connection(), {"serial": serials[0]})
+        assert row is not None
+        (card, _customer, _meter), _rest = VISIT_OBJECTS.attach(session, row)
+        assert card is held and card.purse_amount == 1
+        session.rollback()
