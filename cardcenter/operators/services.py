@@ -14,12 +14,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from cardcenter.core.db import utcnow
 from cardcenter.core.errors import CentreError, ConflictError, InvalidInputError
+from cardcenter.core.loaded import RowObjects
+from cardcenter.core.prepared import Prepared
 from cardcenter.operators.models import LOCALES, ApiClient, Operator, Role
 
 API_OPERATOR_PREFIX = "api:"
@@ -260,9 +262,19 @@ def add_api_client(session: Session, name: str, role: Role = Role.CASHIER) -> tu
     return client, secret
 
 
+_CLIENT_OBJECTS = RowObjects(ApiClient)
+_CLIENT_OF_KEY = Prepared(
+    select(*_CLIENT_OBJECTS.columns).where(ApiClient.key_id == bindparam("key_id"))
+)
+
+
 def find_api_client(session: Session, key_id: str, secret: str) -> ApiClient | None:
-    """The active client with these credentials, or None (for the JSON API's authentication)."""
-    client = session.scalar(select(ApiClient).where(ApiClient.key_id == key_id))
+    """The active client with these credentials, or None (for the JSON API's authentication).
+
+    Asked on every API request, so on the driver (:class:`RowObjects`).
+    """
+    loaded = _CLIENT_OBJECTS.load(session, _CLIENT_OF_KEY, {"key_id": key_id})
+    client: ApiClient | None = loaded[0][0] if loaded is not None else None
     if client is None or not client.active or not check_api_secret(client, secret):
         return None
     return client

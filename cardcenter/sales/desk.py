@@ -36,6 +36,7 @@ from cardcenter.core.errors import (
     InvalidInputError,
     SaleInterruptedError,
 )
+from cardcenter.core.loaded import as_loaded
 from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.customers.services import ensure_active
@@ -52,7 +53,6 @@ from cardcenter.sales.services import (
     PendingAction,
     Settled,
     Visit,
-    as_loaded,
     commit_purse,
     confirm_write,
     identify,
@@ -254,17 +254,16 @@ class Desk:
         already (``known_sale``), and which tariff versions are in force at
         ``at`` and next (``tariff_in_force``, ``tariff_scheduled``). None for
         a blank or unknown card, which :func:`visit_of` then refuses. Run on
-        the driver as the transaction's first statement (nothing unflushed
-        to miss), its objects made from the row (:class:`RowObjects`).
+        the driver, its objects made from the row (:class:`RowObjects`).
         """
         if reading.blank:
             return None
-        row = _SALE_VISIT.first(
-            session.connection(), {"serial": reading.serial, "request_id": request_id, "at": at}
+        loaded = VISIT_OBJECTS.load(
+            session, _SALE_VISIT, {"serial": reading.serial, "request_id": request_id, "at": at}
         )
-        if row is None:
+        if loaded is None:
             return None
-        (card, customer, meter), asked = VISIT_OBJECTS.attach(session, row)
+        (card, customer, meter), asked = loaded
         return _SaleVisit(card, customer, meter, *asked)
 
     def tariffs_at(

@@ -17,7 +17,9 @@ from sqlalchemy import ColumnElement, Integer, ScalarSelect, Table, bindparam, f
 from sqlalchemy.orm import Session
 
 from cardcenter.cards.models import Card
-from cardcenter.core.errors import ConflictError, InvalidInputError
+from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
+from cardcenter.core.loaded import RowObjects
+from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.tariffs import pricing
 from cardcenter.tariffs.models import Tariff, TariffVersion
@@ -112,14 +114,16 @@ TARIFF_SCHEDULED = _version_pick(
 ).label("tariff_scheduled")
 """The two picks as columns of a statement that selects the customer (the sale's first)."""
 
-_TARIFF_CHOICE = select(
-    *(
-        _version_pick(
-            bindparam("tariff_id", type_=Integer),
-            bindparam("category_id", type_=Integer),
-            in_force=in_force,
+_TARIFF_CHOICE = Prepared(
+    select(
+        *(
+            _version_pick(
+                bindparam("tariff_id", type_=Integer),
+                bindparam("category_id", type_=Integer),
+                in_force=in_force,
+            )
+            for in_force in (True, False)
         )
-        for in_force in (True, False)
     )
 )
 
@@ -133,6 +137,15 @@ def still_loaded(obj: object) -> bool:
     """
     state = inspect(obj)
     return not state.transient and not state.expired_attributes
+
+
+_VERSION_OBJECTS = RowObjects(TariffVersion, Tariff, links=((0, "tariff", 1),))
+_VERSION_OF_ID = Prepared(
+    select(*_VERSION_OBJECTS.columns)
+    .join_from(TariffVersion, Tariff, Tariff.id == TariffVersion.tariff_id)
+    .where(TariffVersion.id == bindparam("version_id"))
+)
+"""A tariff version with its tariff, as the ORM's ``get`` loads it, on the driver."""
 
 
 def tariffs_at(
@@ -152,14 +165,11 @@ def tariffs_at(
     version is in force is asked of the database every time.
     """
     if choice is None:
-        row = (
-            session.connection()
-            .execute(
-                _TARIFF_CHOICE,
-                {"tariff_id": customer.tariff_id, "category_id": customer.category_id, "at": at},
-            )
-            .one()
+        row = _TARIFF_CHOICE.first(
+            session.connection(),
+            {"tariff_id": customer.tariff_id, "category_id": customer.category_id, "at": at},
         )
+        assert row is not None  # (a row of two scalar subqueries)
         choice = (row[0], row[1])
     in_force, scheduled = choice
     if in_force is None:
@@ -171,7 +181,10 @@ def tariffs_at(
     def load(version_id: int) -> TariffVersion:
         version = cache.get(version_id)
         if version is None or not still_loaded(version):
-            version = cache[version_id] = session.get_one(TariffVersion, version_id)
+            loaded = _VERSION_OBJECTS.load(session, _VERSION_OF_ID, {"version_id": version_id})
+            if loaded is None:
+                raise NotFoundError(f"tariff version {version_id} is not in the books")
+            version = cache[version_id] = loaded[0][0]
         return version
 
     return load(in_force), load(scheduled) if scheduled is not None else None

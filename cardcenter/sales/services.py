@@ -16,18 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Integer, Table, bindparam, insert, inspect, select, update
-from sqlalchemy import join as sa_join
-from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
+from sqlalchemy import Connection, Integer, Table, bindparam, insert, select, update
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.instrumentation import manager_of_class
 
 from cardcenter.cards.models import Card, CardStatus
 from cardcenter.cards.reading import CardReading
 from cardcenter.core.db import connection_of
 from cardcenter.core.errors import CardRefusedError, ConflictError
+from cardcenter.core.loaded import RowObjects
 from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.reconciliation.models import WriteBackSource
@@ -40,8 +39,6 @@ from cardcenter.sales import ledger
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.tariffs.models import TariffVersion
 from cardcenter.tariffs.pricing import format_money
-
-_Mapped = TypeVar("_Mapped")
 
 
 class PendingAction(StrEnum):
@@ -99,8 +96,8 @@ def check_usable(card: Card | None, reading: CardReading, *, issuing_ok: bool) -
 
 def identify(session: Session, reading: CardReading, *, issuing_ok: bool = False) -> Visit:
     """Match the card with its customer and meter (one query), or refuse it with the reason."""
-    row = session.execute(CARD_OF_SERIAL, {"serial": reading.serial}).one_or_none()
-    return visit_of(row, reading, issuing_ok=issuing_ok)
+    loaded = VISIT_OBJECTS.load(session, _CARD_OF_SERIAL, {"serial": reading.serial})
+    return visit_of(loaded[0] if loaded else None, reading, issuing_ok=issuing_ok)
 
 
 def visit_of(row: Sequence[Any] | None, reading: CardReading, *, issuing_ok: bool = False) -> Visit:
@@ -108,7 +105,7 @@ def visit_of(row: Sequence[Any] | None, reading: CardReading, *, issuing_ok: boo
 
     Apart from :func:`identify` so that a flow may fetch the row together
     with what else it needs from the books in the same statement (the sale:
-    its request id and tariff, :data:`CARD_OF_SERIAL`).
+    its request id and tariff, :data:`CARD_ROW_OF_SERIAL`).
     """
     if reading.blank:
         raise CardRefusedError(f"card {reading.serial} is blank: issue it to a customer first")
@@ -286,77 +283,18 @@ def pay_fixed_through(books: Session | Connection, customer_id: int, month: str)
     _PAID_THROUGH.execute(connection_of(books), {"customer_id": customer_id, "month": month})
 
 
-class RowObjects:
-    """Mapped objects read from one plain row: their columns in order, then the statement's own.
-
-    For a statement run on the driver (:class:`Prepared`) that loads
-    objects the caller then works with as usual. The ORM's loading builds
-    each object through its row processors (about 150 us of a sale's
-    400 us look-up of its card, customer and meter); here each object is
-    filled from its slice of the row as though loaded
-    (:func:`as_loaded`) and added to the session, which then tracks it,
-    loads its relationships and flushes its changes as it would a loaded
-    one. An object the session holds already is kept as it is, as the
-    ORM's loading keeps it.
-
-    The statement runs without the session's autoflush: use it where the
-    session has nothing unflushed that it could miss (a new transaction's
-    first statement).
-    """
-
-    __slots__ = ("_layout", "columns")
-
-    def __init__(self, *models: type[Any]) -> None:
-        self._layout = [
-            (model, inspect(model), tuple(attr.key for attr in inspect(model).column_attrs))
-            for model in models
-        ]
-        self.columns = [
-            getattr(model, key) for model, _mapper, keys in self._layout for key in keys
-        ]
-        """Every column of every model, in the order :meth:`attach` reads them."""
-
-    def attach(self, session: Session, row: Sequence[Any]) -> tuple[list[Any], Sequence[Any]]:
-        """The objects in ``row`` (attached to ``session``), and the row's other columns."""
-        objects: list[Any] = []
-        at = 0
-        for model, mapper, keys in self._layout:
-            values = dict(zip(keys, row[at : at + len(keys)], strict=True))
-            at += len(keys)
-            key = mapper.identity_key_from_primary_key(
-                [values[column.key] for column in mapper.primary_key]
-            )
-            held = session.identity_map.get(key)
-            if held is None:
-                held = as_loaded(model, **values)
-                session.add(held)
-            objects.append(held)
-        return objects, row[at:]
-
-
 VISIT_OBJECTS = RowObjects(Card, Customer, Meter)
-"""A card's row with its customer's and its meter's, as :data:`CARD_OF_SERIAL` loads them."""
+"""A card with its customer and its meter, from one row (:data:`CARD_ROW_OF_SERIAL`)."""
 
-_CARD_WITH_ACCOUNT = (
-    sa_join(Card, Customer, Customer.id == Card.customer_id)
-    .join(Meter, Meter.id == Card.meter_id)
-)  # fmt: skip
-
-# A card's row with its customer and meter, by serial: :func:`identify`'s one
-# query. The sale asks the same on the driver (VISIT_OBJECTS), with the
-# other things it looks up first.
-CARD_OF_SERIAL = (
-    select(Card, Customer, Meter)
-    .select_from(_CARD_WITH_ACCOUNT)
-    .where(Card.serial == bindparam("serial"))
-    .options(lazyload(Customer.category))  # the category is needed only on rare paths
-)
 CARD_ROW_OF_SERIAL = (
     select(*VISIT_OBJECTS.columns)
-    .select_from(_CARD_WITH_ACCOUNT)
+    .join_from(Card, Customer, Customer.id == Card.customer_id)
+    .join(Meter, Meter.id == Card.meter_id)
     .where(Card.serial == bindparam("serial"))
 )
-""":data:`CARD_OF_SERIAL` as one plain row, for :data:`VISIT_OBJECTS`."""
+"""A card's row with its customer's and its meter's, by serial: :func:`identify`'s one
+query, which the sale extends with the other things it looks up first."""
+_CARD_OF_SERIAL = Prepared(CARD_ROW_OF_SERIAL)
 
 
 def mirror(obj: object, **values: Any) -> None:
@@ -368,21 +306,6 @@ def mirror(obj: object, **values: Any) -> None:
     """
     for name, value in values.items():
         set_committed_value(obj, name, value)
-
-
-def as_loaded(cls: type[_Mapped], **values: Any) -> _Mapped:
-    """An object of mapped ``cls`` holding ``values`` as though loaded from its row, detached.
-
-    For a row the caller has just inserted with a plain statement (all its
-    columns given): the constructor would record every value as a change
-    (an attribute event each, about 30 us for a sale) only to have the
-    change forgotten again. Add the object to a session to track later
-    changes as usual.
-    """
-    obj: _Mapped = manager_of_class(cls).new_instance()
-    obj.__dict__.update(values)
-    make_transient_to_detached(obj)
-    return obj
 
 
 def start_write(

@@ -38,10 +38,11 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from cardcenter.core.db import transaction
 from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
+from cardcenter.core.loaded import RowObjects
 from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Customer, Meter, MeterKind, MeterStatus
 from cardcenter.customers.services import ensure_active
@@ -137,6 +138,16 @@ class Issued:
 # ---------------------------------------------------------------- finding the meter
 
 
+_KEYPAD_OBJECTS = RowObjects(Meter, Customer, links=((0, "customer", 1),))
+_METER_OF_PAN = (
+    select(*_KEYPAD_OBJECTS.columns)
+    .join_from(Meter, Customer, Customer.id == Meter.customer_id, isouter=True)
+    .where(Meter.sts_pan == bindparam("pan"))
+)
+_METER = Prepared(_METER_OF_PAN)
+_METER_LOCKED = Prepared(_METER_OF_PAN.with_for_update(of=Meter))
+
+
 def find_keypad_meter(session: Session, pan: str, *, lock: bool = False) -> Meter:
     """The keypad meter in service with ``pan``; ``lock`` holds its row to the commit.
 
@@ -146,10 +157,8 @@ def find_keypad_meter(session: Session, pan: str, *, lock: bool = False) -> Mete
     other's. The customer comes in the same query: every caller reads it.
     """
     pan = check_pan(pan)
-    query = select(Meter).where(Meter.sts_pan == pan).options(joinedload(Meter.customer))
-    if lock:
-        query = query.with_for_update(of=Meter)
-    meter = session.scalar(query)
+    loaded = _KEYPAD_OBJECTS.load(session, _METER_LOCKED if lock else _METER, {"pan": pan})
+    meter: Meter | None = loaded[0][0] if loaded is not None else None
     if meter is None or meter.kind != MeterKind.KEYPAD:
         raise NotFoundError(f"no keypad meter has PAN {pan}")
     if meter.status != MeterStatus.ACTIVE or meter.customer is None:

@@ -14,16 +14,15 @@ from sqlalchemy.exc import OperationalError
 from cardcenter.cards.models import Card, CardStatus
 from cardcenter.core.db import connection_transaction, make_engine, transaction, utcnow
 from cardcenter.core.errors import NotFoundError
+from cardcenter.core.loaded import as_loaded
 from cardcenter.core.prepared import Prepared
-from cardcenter.customers.models import Category, Customer
+from cardcenter.customers.models import Category, Customer, Meter
 from cardcenter.customers.services import open_account
 from cardcenter.sales import planning
 from cardcenter.sales.ledger import balance, post
 from cardcenter.sales.services import (
-    CARD_OF_SERIAL,
     CARD_ROW_OF_SERIAL,
     VISIT_OBJECTS,
-    as_loaded,
 )
 from cardcenter.tariffs.models import TariffKind
 from cardcenter.tariffs.services import (
@@ -169,12 +168,14 @@ def _columns(obj: object) -> dict[str, object]:
     return {attr.key: getattr(obj, attr.key) for attr in inspect(type(obj)).column_attrs}
 
 
-def test_the_sales_look_up_gives_the_objects_the_orm_loads(db: Database) -> None:
+def test_a_cards_row_gives_the_objects_the_orm_loads(db: Database) -> None:
     """RowObjects: every column as the ORM loads it (times, enums, JSON, NULLs), tracked as loaded.
 
     Cards in several states, one with a write in flight; each read both
     ways in separate sessions, then the plain row's objects used as loaded
-    ones: nothing to flush, a change written, a relationship loaded.
+    ones: nothing to flush, a change written, a relationship loaded. An
+    object the session holds is kept, and what it has not flushed yet is
+    flushed first, as the ORM's autoflush would.
     """
     customer_ids = _accounts(db)
     now = utcnow()
@@ -193,15 +194,21 @@ def test_the_sales_look_up_gives_the_objects_the_orm_loads(db: Database) -> None
             customer.fixed_paid_through = "2026-02"
             session.add(card)
             serials.append(card.serial)
+    by_orm = (
+        select(Card, Customer, Meter)
+        .join(Customer, Customer.id == Card.customer_id)
+        .join(Meter, Meter.id == Card.meter_id)
+    )
     look_up = Prepared(CARD_ROW_OF_SERIAL)
     for serial in serials:
         with db.sessions() as session:
-            expected = [_columns(obj) for obj in session.execute(
-                CARD_OF_SERIAL, {"serial": serial}).one()]  # fmt: skip
+            expected = [
+                _columns(obj) for obj in session.execute(by_orm.where(Card.serial == serial)).one()
+            ]
         with transaction(db.sessions) as session:
-            row = look_up.first(session.connection(), {"serial": serial})
-            assert row is not None
-            objects, rest = VISIT_OBJECTS.attach(session, row)
+            loaded = VISIT_OBJECTS.load(session, look_up, {"serial": serial})
+            assert loaded is not None
+            objects, rest = loaded
             assert rest == ()
             assert [_columns(obj) for obj in objects] == expected
             card, customer, meter = objects
@@ -213,11 +220,14 @@ def test_the_sales_look_up_gives_the_objects_the_orm_loads(db: Database) -> None
             customer.phone = "555 0101"
         with db.sessions() as session:
             assert session.get_one(Customer, customer.id).phone == "555 0101"
-    with transaction(db.sessions) as session:  # an object the session holds is kept
+    with transaction(db.sessions) as session:
         held = session.scalars(select(Card).where(Card.serial == serials[0])).one()
-        held.purse_amount = 1  # not yet flushed, and not overwritten by the row
-        row = look_up.first(session.connection(), {"serial": serials[0]})
-        assert row is not None
-        (card, _customer, _meter), _rest = VISIT_OBJECTS.attach(session, row)
-        assert card is held and card.purse_amount == 1
+        held.purse_amount = 1
+        other = session.scalars(select(Card).where(Card.serial == serials[1])).one()
+        other.serial = "C15C468400000009"  # found by its new serial once flushed
+        loaded = VISIT_OBJECTS.load(session, look_up, {"serial": serials[0]})
+        assert loaded is not None and loaded[0][0] is held and held.purse_amount == 1
+        assert VISIT_OBJECTS.load(session, look_up, {"serial": serials[1]}) is None
+        again = VISIT_OBJECTS.load(session, look_up, {"serial": "C15C468400000009"})
+        assert again is not None and again[0][0] is other
         session.rollback()
