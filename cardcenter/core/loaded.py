@@ -38,6 +38,19 @@ def as_loaded(cls: type[_Mapped], **values: Any) -> _Mapped:
     return obj
 
 
+def as_written(cls: type[_Mapped], **values: Any) -> _Mapped:
+    """An object of mapped ``cls`` holding ``values``, belonging to no session.
+
+    For rows written with a plain statement, never changed afterwards and
+    never attached (a token): the constructor's change tracking (an
+    attribute event per value) is then wasted work. Its primary key reads
+    None, as a new object's does.
+    """
+    obj: _Mapped = manager_of_class(cls).new_instance()
+    obj.__dict__.update(values)
+    return obj
+
+
 class RowObjects:
     """Mapped objects read from one plain row: their columns in order, then the statement's own.
 

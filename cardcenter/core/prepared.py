@@ -45,6 +45,8 @@ class _Compiled:
     """Values the statement carries itself (``status = 'pending'``), already processed."""
     results: tuple[Processor | None, ...]
     """Each result column's processor for this database (a SELECT or RETURNING)."""
+    processed: tuple[tuple[int, Processor], ...]
+    """The columns of :attr:`results` that have a processor (most have none), by position."""
 
     def arguments(self, params: Mapping[str, Any]) -> Any:
         """The driver's arguments for ``params`` (a tuple, or a dictionary for named ones)."""
@@ -119,13 +121,17 @@ class Prepared:
         row = self.execute(connection, params).fetchone()
         if row is None:
             return None
-        processors = self.compiled(connection.dialect).results
-        if not processors:  # a statement whose columns SQLAlchemy does not know (text)
+        compiled = self.compiled(connection.dialect)
+        if not compiled.results:  # a statement whose columns SQLAlchemy does not know (text)
             return tuple(row)
-        return tuple(
-            value if process is None else process(value)
-            for value, process in zip(row, processors, strict=True)
-        )
+        if len(row) != len(compiled.results):
+            raise TypeError(f"a row of {len(row)} columns for {len(compiled.results)} types")
+        if not compiled.processed:
+            return tuple(row)
+        values = list(row)
+        for at, process in compiled.processed:
+            values[at] = process(values[at])
+        return tuple(values)
 
     def scalar(self, connection: Connection, params: Mapping[str, Any] | None = None) -> Any:
         """Run; the first column of the first row, or None when there is no row."""
@@ -178,6 +184,7 @@ def _compile(statement: Executable, dialect: Dialect, column_keys: list[str] | N
         processors=tuple(processors.items()),
         fixed=fixed,
         results=results,
+        processed=tuple((at, process) for at, process in enumerate(results) if process),
     )
 
 

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cardcenter.core.db import transaction
 from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
-from cardcenter.core.loaded import RowObjects
+from cardcenter.core.loaded import RowObjects, as_written
 from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Customer, Meter, MeterKind, MeterStatus
 from cardcenter.customers.services import ensure_active
@@ -355,30 +355,27 @@ def record_batch(
     """
     assert meter.customer_id is not None
     rows = [
-        TokenRecord(
-            request_id=request_id,
-            position=position,
-            meter_id=meter.id,
-            customer_id=meter.customer_id,
-            sale_id=sale_id,
-            kind=item.kind,
-            token_class=int(item.token.token_class),
-            subclass=int(item.token.subclass),
-            tid=item.tid,
-            digits=item.digits,
-            base_date=item.base_date,
-            amount_field=item.amount_field,
-            tenths=item.tenths,
-            issued_at=at,
-            operator_id=operator_id,
-        )
+        {
+            "request_id": request_id,
+            "position": position,
+            "meter_id": meter.id,
+            "customer_id": meter.customer_id,
+            "sale_id": sale_id,
+            "kind": item.kind,
+            "token_class": int(item.token.token_class),
+            "subclass": int(item.token.subclass),
+            "tid": item.tid,
+            "digits": item.digits,
+            "base_date": item.base_date,
+            "amount_field": item.amount_field,
+            "tenths": item.tenths,
+            "issued_at": at,
+            "operator_id": operator_id,
+        }
         for position, item in enumerate(issued, start=1)
     ]
-    _INSERT_TOKENS.execute_many(
-        session.connection(),
-        [{name: getattr(row, name) for name in _TOKEN_COLUMNS} for row in rows],
-    )
-    return rows
+    _INSERT_TOKENS.execute_many(session.connection(), rows)
+    return [as_written(TokenRecord, **row) for row in rows]
 
 
 TOKENS = cast(Table, TokenRecord.__table__)

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from cardcenter.cards.models import Card, CardStatus
 from cardcenter.core.db import connection_transaction, make_engine, transaction, utcnow
 from cardcenter.core.errors import NotFoundError
-from cardcenter.core.loaded import as_loaded
+from cardcenter.core.loaded import as_loaded, as_written
 from cardcenter.core.prepared import Prepared
 from cardcenter.customers.models import Category, Customer, Meter
 from cardcenter.customers.services import open_account
@@ -162,6 +162,19 @@ def test_a_row_just_inserted_is_held_as_loaded(db: Database) -> None:
         assert category in session.dirty
     with db.sessions() as session:
         assert session.get_one(Category, new_id).name == "Houses"
+
+
+def test_an_object_as_written_is_tracked_by_nothing(db: Database) -> None:
+    """as_written: the values as given, no id, no session, and nothing a flush would write."""
+    row = {"code": "homes", "name": "Homes"}
+    category = as_written(Category, **row)
+    state = inspect(category)
+    assert state.transient and category.id is None
+    assert (category.code, category.name) == ("homes", "Homes")
+    assert not any(state.attrs[name].history.has_changes() for name in row)
+    with transaction(db.sessions) as session:
+        assert category not in session
+        assert session.scalar(select(Category).where(Category.code == "homes")) is None
 
 
 def _columns(obj: object) -> dict[str, object]:
