@@ -694,9 +694,7 @@ def new_sale(
         "note": "",
     }
     sale_id = insert_sale(session, row)
-    sale = as_loaded(Sale, id=sale_id, **row)
-    session.add(sale)
-    return sale
+    return as_loaded(session, Sale, id=sale_id, **row)
 
 
 def who(visit: Visit) -> dict[str, Any]:

@@ -154,8 +154,7 @@ def test_a_row_just_inserted_is_held_as_loaded(db: Database) -> None:
     with transaction(db.sessions) as session:
         row = {"code": "homes", "name": "Homes"}
         new_id = session.execute(insert(Category).returning(Category.id), row).scalar_one()
-        category = as_loaded(Category, id=new_id, **row)
-        session.add(category)
+        category = as_loaded(session, Category, id=new_id, **row)
         assert category in session and not session.dirty and not session.new
         assert session.get(Category, new_id) is category
         category.name = "Houses"
