@@ -38,9 +38,7 @@ def as_loaded(session: Session, cls: type[_Mapped], **values: Any) -> _Mapped:
     return obj
 
 
-def _held(
-    session: Session, mapper: Mapper[Any], values: dict[str, Any], key: Any
-) -> Any:
+def _held(session: Session, mapper: Mapper[Any], values: dict[str, Any], key: Any) -> Any:
     """A new object of ``mapper`` with ``values`` and identity ``key``, persistent in ``session``.
 
     What ``make_transient_to_detached`` and ``Session.add`` do together, less
@@ -88,15 +86,20 @@ class RowObjects:
     def __init__(self, *models: type[Any], links: Sequence[tuple[int, str, int]] = ()) -> None:
         """``links``: (object, relationship, object) positions in ``models`` to join up, as
         eager loading would (a version's tariff, kept with it beyond the session)."""
-        self._layout = [
-            (model, inspect(model), tuple(attr.key for attr in inspect(model).column_attrs))
-            for model in models
-        ]
-        self.links = tuple(links)
-        self.columns = [
-            getattr(model, key) for model, _mapper, keys in self._layout for key in keys
-        ]
+        self._layout: list[tuple[Mapper[Any], tuple[str, ...], int, int, tuple[int, ...]]] = []
+        self.columns: list[Any] = []
         """Every column of every model, in the order :meth:`attach` reads them."""
+        for model in models:
+            mapper: Mapper[Any] = inspect(model)
+            keys = tuple(attr.key for attr in mapper.column_attrs)
+            start = len(self.columns)
+            identity = tuple(
+                start + keys.index(mapper.get_property_by_column(column).key)
+                for column in mapper.primary_key
+            )
+            self._layout.append((mapper, keys, start, start + len(keys), identity))
+            self.columns.extend(getattr(model, key) for key in keys)
+        self.links = tuple(links)
 
     def load(
         self, session: Session, statement: Prepared, params: Mapping[str, Any]
@@ -119,18 +122,17 @@ class RowObjects:
         join) is None.
         """
         objects: list[Any] = []
-        at = 0
-        for _model, mapper, keys in self._layout:
-            values = dict(zip(keys, row[at : at + len(keys)], strict=True))
-            at += len(keys)
-            identity = [values[column.key] for column in mapper.primary_key]
-            if all(value is None for value in identity):
+        for mapper, keys, start, end, positions in self._layout:
+            identity = tuple(map(row.__getitem__, positions))
+            if identity.count(None) == len(identity):
                 objects.append(None)
                 continue
             key = mapper.identity_key_from_primary_key(identity)
             held = session.identity_map.get(key)
-            objects.append(held if held is not None else _held(session, mapper, values, key))
+            if held is None:
+                held = _held(session, mapper, dict(zip(keys, row[start:end], strict=True)), key)
+            objects.append(held)
         for owner, name, target in self.links:
             if objects[owner] is not None and name not in objects[owner].__dict__:
                 set_committed_value(objects[owner], name, objects[target])
-        return objects, row[at:]
+        return objects, row[len(self.columns) :]

@@ -21,6 +21,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from cardcenter.core.db import utcnow
+from cardcenter.core.loaded import as_written
 from cardcenter.core.prepared import Prepared
 from cardcenter.operators.models import AuditEntry
 from cardcenter.web.db import session
@@ -54,32 +55,33 @@ def audit(
         client = g.get("api_client")
         operator_id = operator.id if operator is not None else None
         api_client_id = client.id if client is not None else None
-    entry = AuditEntry(
-        action=action[:MAX_ACTION],
-        subject=subject[:MAX_SUBJECT] if subject else None,
-        operator_id=operator_id,
-        api_client_id=api_client_id,
-        detail=detail,
-        remote_addr=(request.remote_addr or None) if has_request_context() else None,
-    )
+    values: dict[str, Any] = {
+        "action": action[:MAX_ACTION],
+        "subject": subject[:MAX_SUBJECT] if subject else None,
+        "operator_id": operator_id,
+        "api_client_id": api_client_id,
+        "detail": detail,
+        "remote_addr": (request.remote_addr or None) if has_request_context() else None,
+    }
     if into is None:
+        entry = AuditEntry(**values)
         session().add(entry)
-    else:
-        _insert(into, entry)
-    return entry
+        return entry
+    return _insert(into, values)
 
 
-def _insert(into: Session, entry: AuditEntry) -> None:
-    """Write ``entry`` in ``into``'s transaction with one INSERT, outside its unit of work.
+def _insert(into: Session, values: dict[str, Any]) -> AuditEntry:
+    """Write an entry of ``values`` in ``into``'s transaction with one INSERT, outside its
+    unit of work; the entry as an untracked object (its ``id`` unset).
 
-    An entry is written once and never changed, so tracking it buys nothing;
-    the entry object stays unattached (its ``id`` unset). The statement runs
-    on the driver (:mod:`cardcenter.core.prepared`), as the vend's own do.
+    An entry is written once and never changed, so tracking it buys nothing,
+    nor does the model's constructor (an attribute event per value). The
+    statement runs on the driver (:mod:`cardcenter.core.prepared`), as the
+    vend's own do.
     """
-    values = {name: getattr(entry, name) for name in _COLUMNS}
-    values["at"] = values["at"] or utcnow()
-    values["detail"] = {} if values["detail"] is None else values["detail"]
+    values["at"] = utcnow()
     _INSERT.execute(into.connection(), values)
+    return as_written(AuditEntry, **values)
 
 
 _TABLE = cast(Table, AuditEntry.__table__)

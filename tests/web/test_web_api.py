@@ -649,3 +649,25 @@ def test_the_apis_own_sentences_follow_accept_language(world: ApiWorld) -> None:
     assert error_of(answer, 400, "invalid_input")["message"] == "缺少 amount。"
     english = world.post("/api/keypad/trial", {"meter": PAN})
     assert error_of(english, 400, "invalid_input")["message"] == "amount is missing."
+
+
+def test_a_field_refused_for_its_form_says_what_to_give_in_the_clients_language(
+    world: ApiWorld,
+) -> None:
+    """The guidance is translated only when a field is refused (lazily), and then in full."""
+    bad_id = {"request_id": "a b", "meter": PAN, "amount": "10"}
+    english = world.post("/api/keypad/sales", bad_id)
+    assert error_of(english, 400, "invalid_input")["message"] == (
+        "request_id: give 1 to 48 characters: letters, digits and . _ : -"
+    )
+    headers = {**world.clients["bank"].headers, "Accept-Language": "zh-CN,zh;q=0.9"}
+    chinese = world.http.post(
+        "/api/keypad/trial", json={"meter": "12", "amount": "10"}, headers=headers
+    )
+    assert (
+        error_of(chinese, 400, "invalid_input")["message"] == "meter：请给出键盘表的 PAN：18 位数字"
+    )
+    english = world.post("/api/keypad/trial", {"meter": PAN, "amount": "0"})
+    assert error_of(english, 400, "invalid_input")["message"].startswith(
+        'amount: give the amount paid as a decimal string above 0, e.g. "100"'
+    )

@@ -18,7 +18,7 @@ from flask import request
 
 from cardcenter.web.api.errors import ApiError, invalid
 from cardcenter.web.api.terminal import FILE_NAMES
-from cardcenter.web.i18n import _
+from cardcenter.web.i18n import _, _l
 from cardlayout.files import Utility
 from cardlayout.security.mac import SERIAL_SIZE
 
@@ -87,7 +87,14 @@ class Body:
             raise invalid(self.name(key), _("%(field)s must be a string.", field=self.name(key)))
         return value
 
-    def matching(self, key: str, pattern: str, what: str, *, required: bool = True) -> str | None:
+    def matching(
+        self, key: str, pattern: str, what: object, *, required: bool = True
+    ) -> str | None:
+        """The text field ``key`` if it matches ``pattern``; else refused, saying ``what`` to give.
+
+        ``what`` is translated only then: pass it lazily (``_l``), as a
+        request that is in order, nearly every one, needs no translation.
+        """
         value = self._text(key, required)
         if value is not None and not re.fullmatch(pattern, value):
             raise invalid(self.name(key), _("%(field)s: %(what)s", field=self.name(key), what=what))
@@ -98,7 +105,7 @@ class Body:
         text = self.matching(
             key,
             MONEY,
-            _(
+            _l(
                 'give the amount paid as a decimal string above 0, e.g. "100" or "100.50", '
                 "at most %(max)s",
                 max=MAX_MONEY,
@@ -121,13 +128,13 @@ class Body:
         found = self.matching(
             key,
             REQUEST_ID,
-            _("give 1 to 48 characters: letters, digits and . _ : -"),
+            _l("give 1 to 48 characters: letters, digits and . _ : -"),
         )
         assert found is not None
         return found
 
     def pan(self, key: str = "meter") -> str:
-        found = self.matching(key, PAN, _("give the keypad meter's PAN: its 18 digits"))
+        found = self.matching(key, PAN, _l("give the keypad meter's PAN: its 18 digits"))
         assert found is not None
         return found
 
@@ -135,7 +142,7 @@ class Body:
         found = self.matching(
             key,
             hex_pattern(size),
-            _("give %(n)d bytes as %(hex)d hex digits", n=size, hex=2 * size),
+            _l("give %(n)d bytes as %(hex)d hex digits", n=size, hex=2 * size),
         )
         assert found is not None
         return bytes.fromhex(found)
@@ -168,7 +175,7 @@ class Body:
         utility_name = card.matching(
             "utility",
             "^(" + "|".join(u.value for u in Utility) + ")$",
-            _("give one of %(names)s", names=", ".join(u.value for u in Utility)),
+            _l("give one of %(names)s", names=", ".join(u.value for u in Utility)),
             required=False,
         )
         files_in = card.section("files")
