@@ -83,10 +83,13 @@ class Prepared:
 
     def execute(self, connection: Connection, params: Mapping[str, Any] | None = None) -> Any:
         """Run once with ``params`` in ``connection``'s transaction; the driver's cursor."""
+        return self._run(connection, params, begin=True)
+
+    def _run(self, connection: Connection, params: Mapping[str, Any] | None, *, begin: bool) -> Any:
         dialect = connection.dialect
         compiled = self.compiled(dialect)
         arguments = compiled.arguments(params or {})
-        driver = _driver(connection)
+        driver: Any = _driver(connection) if begin else connection.connection.driver_connection
         try:
             return driver.execute(compiled.sql, arguments)
         except dialect.loaded_dbapi.Error as exc:
@@ -118,7 +121,25 @@ class Prepared:
         self, connection: Connection, params: Mapping[str, Any] | None = None
     ) -> tuple[Any, ...] | None:
         """Run; the first row it returns (each column through its type), or None."""
-        row = self.execute(connection, params).fetchone()
+        return self._first_of(connection, self.execute(connection, params))
+
+    def first_alone(
+        self, connection: Connection, params: Mapping[str, Any] | None = None
+    ) -> tuple[Any, ...] | None:
+        """Run a SELECT as a statement of its own, outside any transaction: as :meth:`first`.
+
+        For a read that one statement answers, on a connection that has
+        begun nothing: on SQLite (in autocommit here, :mod:`cardcenter.core.db`)
+        it then takes no write lock, which every transaction there takes at
+        its start. PostgreSQL's driver opens a transaction of its own, which
+        the pool rolls back when the connection goes back to it.
+        """
+        if connection.in_transaction():
+            raise RuntimeError("first_alone is for a connection that has begun no transaction")
+        return self._first_of(connection, self._run(connection, params, begin=False))
+
+    def _first_of(self, connection: Connection, cursor: Any) -> tuple[Any, ...] | None:
+        row = cursor.fetchone()
         if row is None:
             return None
         compiled = self.compiled(connection.dialect)

@@ -14,13 +14,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Engine, bindparam, inspect, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from cardcenter.core.db import utcnow
 from cardcenter.core.errors import CentreError, ConflictError, InvalidInputError
-from cardcenter.core.loaded import RowObjects
+from cardcenter.core.loaded import as_written
 from cardcenter.core.prepared import Prepared
 from cardcenter.operators.models import LOCALES, ApiClient, Operator, Role
 
@@ -262,19 +262,27 @@ def add_api_client(session: Session, name: str, role: Role = Role.CASHIER) -> tu
     return client, secret
 
 
-_CLIENT_OBJECTS = RowObjects(ApiClient)
+_CLIENT_KEYS = tuple(attr.key for attr in inspect(ApiClient).column_attrs)
 _CLIENT_OF_KEY = Prepared(
-    select(*_CLIENT_OBJECTS.columns).where(ApiClient.key_id == bindparam("key_id"))
+    select(*(getattr(ApiClient, key) for key in _CLIENT_KEYS)).where(
+        ApiClient.key_id == bindparam("key_id")
+    )
 )
 
 
-def find_api_client(session: Session, key_id: str, secret: str) -> ApiClient | None:
+def find_api_client(engine: Engine, key_id: str, secret: str) -> ApiClient | None:
     """The active client with these credentials, or None (for the JSON API's authentication).
 
-    Asked on every API request, so on the driver (:class:`RowObjects`).
+    Asked on every API request, so one SELECT on the driver, read on its
+    own outside any transaction (on SQLite it then takes no write lock),
+    and the client an object no session tracks (:func:`as_written`): the
+    request reads it, never changes it.
     """
-    loaded = _CLIENT_OBJECTS.load(session, _CLIENT_OF_KEY, {"key_id": key_id})
-    client: ApiClient | None = loaded[0][0] if loaded is not None else None
-    if client is None or not client.active or not check_api_secret(client, secret):
+    with engine.connect() as connection:
+        row = _CLIENT_OF_KEY.first_alone(connection, {"key_id": key_id})
+    if row is None:
+        return None
+    client = as_written(ApiClient, **dict(zip(_CLIENT_KEYS, row, strict=True)))
+    if not client.active or not check_api_secret(client, secret):
         return None
     return client

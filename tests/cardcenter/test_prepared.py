@@ -214,3 +214,27 @@ def test_a_text_statement_gives_its_rows_as_the_driver_does(db: Database) -> Non
     with db.engine.connect() as conn:
         assert count.first(conn, {"site": "HQ"}) == (1, "ana")
         assert count.scalar(conn, {"site": "elsewhere"}) == 0
+
+
+def test_a_read_alone_begins_nothing_and_waits_for_no_writer(db: Database) -> None:
+    """first_alone: a SELECT outside any transaction, so on SQLite it takes no write lock;
+    it sees what is committed, not a writer's change in flight."""
+    add_operator(db, "ana", Role.CASHIER)
+    who = Prepared(
+        select(OPERATORS.c.username, OPERATORS.c.role, OPERATORS.c.active).where(
+            OPERATORS.c.username == bindparam("who")
+        )
+    )
+    with db.engine.connect() as writer:
+        assert LOCK.rowcount(writer, {"who": "ana", "until": datetime.now(UTC)}) == 1
+        assert writer.in_transaction()  # holding SQLite's write lock, ana's change not committed
+        with db.engine.connect() as reader:
+            assert who.first_alone(reader, {"who": "ana"}) == ("ana", Role.CASHIER, True)
+            assert who.first_alone(reader, {"who": "bob"}) is None
+            assert not reader.in_transaction()
+        writer.commit()
+    with db.engine.connect() as reader:
+        assert who.first_alone(reader, {"who": "ana"}) == ("ana", Role.CASHIER, False)
+        reader.begin()
+        with pytest.raises(RuntimeError, match="begun no transaction"):
+            who.first_alone(reader, {"who": "ana"})

@@ -671,3 +671,28 @@ def test_a_field_refused_for_its_form_says_what_to_give_in_the_clients_language(
     assert error_of(english, 400, "invalid_input")["message"].startswith(
         'amount: give the amount paid as a decimal string above 0, e.g. "100"'
     )
+
+
+def test_an_operators_log_in_cookie_counts_for_nothing_in_the_api(
+    world: ApiWorld, login: Any
+) -> None:
+    """The API has no cookie session: a logged-in browser is still unauthenticated there
+    and gets no cookie back; a sale it makes with a client's key is the client's alone in
+    the audit trail; and it stays logged in on the pages."""
+    browser = world.app.test_client()
+    login(browser, "ana", Role.SUPERVISOR)
+    answer = browser.post("/api/keypad/trial", json={"meter": PAN, "amount": "10"})
+    error_of(answer, 401, "unauthenticated")
+    assert "Set-Cookie" not in answer.headers
+    bank = world.clients["bank"]
+    sold = browser.post(
+        "/api/keypad/sales",
+        json={"request_id": "cookie-1", "meter": PAN, "amount": "10"},
+        headers=bank.headers,
+    )
+    assert sold.status_code == 201 and "Set-Cookie" not in sold.headers
+    with state(world.app).sessions() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "sale.token")).one()
+        assert (entry.operator_id, entry.api_client_id) == (None, bank.id)
+    page = browser.get("/")
+    assert page.status_code == 200

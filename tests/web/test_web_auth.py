@@ -237,16 +237,16 @@ def test_administrators_manage_operators_and_api_clients(
     assert answer.status_code == 200
     key_id = answer.text.split('id="api-key-id">')[1].split("<")[0]
     secret = answer.text.split('id="api-secret">')[1].split("<")[0]
-    with state(web_app).sessions() as session:
-        found = find_api_client(session, key_id, secret)
-        assert found is not None and found.role is Role.CASHIER
-        assert secret not in found.secret_hash
-        assert find_api_client(session, key_id, secret + "x") is None
-        client_id = found.id
+    engine = state(web_app).engine
+    found = find_api_client(engine, key_id, secret)
+    assert found is not None and found.role is Role.CASHIER
+    assert secret not in found.secret_hash
+    assert find_api_client(engine, key_id, secret + "x") is None
+    client_id = found.id
     assert secret not in client.get("/operators/").text
     client.post(f"/operators/api-clients/{client_id}/disable", data={"csrf_token": token})
+    assert find_api_client(engine, key_id, secret) is None
     with state(web_app).sessions() as session:
-        assert find_api_client(session, key_id, secret) is None
         assert not session.get_one(ApiClient, client_id).active
 
     actions = [action for action, _, _ in audit_actions(web_app)]

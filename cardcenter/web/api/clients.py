@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Request, current_app, g, request
 from flask.blueprints import BlueprintSetupState
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -73,10 +74,30 @@ class ApiState:
 
     @classmethod
     def install(cls, setup: BlueprintSetupState) -> None:
-        """At the blueprint's registration: the application's :class:`ApiState`."""
+        """At the blueprint's registration: the application's :class:`ApiState`, and
+        log-in sessions for the pages only (:class:`PagesOnlySessions`)."""
         app = cast(Flask, setup.app)
         sqlite = state(app).engine.dialect.name == "sqlite"
         app.extensions[EXTENSION] = cls(FifoLock() if sqlite else None)
+        app.session_interface = PagesOnlySessions(f"{setup.url_prefix}/")
+
+
+class PagesOnlySessions(SecureCookieSessionInterface):
+    """The service hall's signed-cookie sessions, and none for the vending API.
+
+    An API request authenticates itself (:func:`authenticate`): a log-in
+    cookie that a browser sends along must not count for it, so under the
+    API's prefix the session is Flask's empty null session, read as no
+    log-in, with no cookie checked or set (nor the time that costs a request).
+    """
+
+    def __init__(self, api_prefix: str) -> None:
+        self.api_prefix = api_prefix
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith(self.api_prefix):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 def api_state() -> ApiState:
@@ -122,7 +143,7 @@ def authenticate() -> ApiClient:
     key_id, secret = credentials.username or "", credentials.password or ""
     if not key_id or not secret or len(key_id) > MAX_KEY_ID or len(secret) > MAX_SECRET:
         raise unauthenticated()
-    client = find_api_client(db.session(), key_id, secret)
+    client = find_api_client(state().engine, key_id, secret)
     if client is None:
         raise unauthenticated()
     return client
@@ -171,7 +192,6 @@ def client_required(role: Role) -> Callable[[F], F]:
                 return checked(*args, **kwargs)
 
         def checked(*args: Any, **kwargs: Any) -> Any:
-            session = db.session()
             client = authenticate()
             if not has_role(client.role, role):
                 raise ApiError(
@@ -187,11 +207,12 @@ def client_required(role: Role) -> Callable[[F], F]:
             known = api_state().operators
             operator_id = known.get((client.id, str(client.role)))
             if operator_id is None:
+                session = db.session()
                 operator_id = channel_operator(session, client).id
-            # End the transaction now: on SQLite it holds the write lock, and the
-            # desk's flows run transactions of their own.
-            session.commit()
-            known[(client.id, str(client.role))] = operator_id
+                # End the transaction now: on SQLite it holds the write lock, and the
+                # desk's flows run transactions of their own.
+                session.commit()
+                known[(client.id, str(client.role))] = operator_id
             g.api_operator_id = operator_id
             return view(*args, **kwargs)
 
