@@ -12,6 +12,7 @@ at start.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -118,6 +119,7 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(config)
     server = create_server(app, host=args.host, port=args.port, threads=THREADS)
     quiet_queue_warnings()
+    spare_the_collector()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -136,6 +138,20 @@ def run_serve(args: argparse.Namespace) -> int:
         close_app(app)
     print("cardcenter: stopped", file=sys.stderr)
     return 0
+
+
+def spare_the_collector() -> None:
+    """Keep what the start made (the application, its modules, the models) out of the
+    garbage collector's full passes.
+
+    Those objects live as long as the server, yet a full collection walks all
+    of them whenever the younger ones have grown enough: about 40 ms with
+    every thread stopped, so each request queued then (16 at a time under a
+    payment channel's load) waited 40 ms longer. Frozen, they are skipped,
+    and a full pass walks only what was made since (about 1 ms).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def quiet_queue_warnings() -> None:
