@@ -46,7 +46,7 @@ def _held(session: Session, mapper: Mapper[Any], values: dict[str, Any], key: An
     sale): every column is given, so there is nothing to expire, and no
     relationship is loaded, so the save-update cascade has nothing to
     follow. ``Session._update_impl`` is the step ``add`` takes for an
-    object with an identity (SQLAlchemy 2.0); ``tests/cardcenter/test_sale_path.py``
+    object with an identity (SQLAlchemy 2.0 and 2.1); ``tests/cardcenter/test_sale_path.py``
     checks the outcome is the ORM's own: tracked, flushed, lazy-loading.
     """
     obj = mapper.class_manager.new_instance()
@@ -60,10 +60,11 @@ def _held(session: Session, mapper: Mapper[Any], values: dict[str, Any], key: An
 def as_written(cls: type[_Mapped], **values: Any) -> _Mapped:
     """An object of mapped ``cls`` holding ``values``, belonging to no session.
 
-    For rows written with a plain statement, never changed afterwards and
-    never attached (a token): the constructor's change tracking (an
-    attribute event per value) is then wasted work. Its primary key reads
-    None, as a new object's does.
+    For a row written or read with a plain statement that the caller only
+    reads afterwards (a token, an audit entry, the API client of a
+    request): the constructor's change tracking (an attribute event per
+    value) is then wasted work. Its primary key is what ``values`` give
+    (None when they give none, as a new object's).
     """
     obj: _Mapped = manager_of_class(cls).new_instance()
     obj.__dict__.update(values)
