@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, bindparam, inspect, select
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from cardcenter.core.db import utcnow
 from cardcenter.core.errors import CentreError, ConflictError, InvalidInputError
@@ -79,6 +78,25 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 200
 
 
+def _hashed(password: str, method: str) -> str:
+    """werkzeug's hash of ``password``, werkzeug imported here on first use.
+
+    Only a log-in and a password change need it, while importing werkzeug
+    cost every ``cardcenter`` command about 50 ms of its start (a test
+    checks the command line does not import it).
+    """
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash(password, method=method)
+
+
+def _matches(password_hash: str, password: str) -> bool:
+    """Whether ``password`` is the one ``password_hash`` was made from (see :func:`_hashed`)."""
+    from werkzeug.security import check_password_hash
+
+    return check_password_hash(password_hash, password)
+
+
 def check_username(username: str) -> str:
     username = username.strip()
     if not username or len(username) > 64 or not username.isprintable():
@@ -103,7 +121,7 @@ def set_password(
     at: datetime | None = None,
 ) -> None:
     """Hash and store a new password; it also clears a lock-out and ends older web sessions."""
-    operator.password_hash = generate_password_hash(check_new_password(password), method=method)
+    operator.password_hash = _hashed(check_new_password(password), method)
     operator.password_changed_at = at or utcnow()
     operator.failed_logins = 0
     operator.locked_until = None
@@ -155,7 +173,7 @@ def authenticate(
         raise LoginRefusedError("unknown user" if operator is None else "no password", operator)
     if operator.locked_until is not None and operator.locked_until > at:
         raise LoginRefusedError("locked", operator)
-    if not check_password_hash(operator.password_hash, password):
+    if not _matches(operator.password_hash, password):
         operator.failed_logins += 1
         if operator.failed_logins >= policy.max_failures:
             operator.locked_until = at + policy.lockout
@@ -170,13 +188,13 @@ def authenticate(
 
 
 def _spend_a_check(password: str, method: str) -> None:
-    check_password_hash(_dummy_hash(method), password)
+    _matches(_dummy_hash(method), password)
 
 
 @functools.cache
 def _dummy_hash(method: str) -> str:
     """A hash no password matches, made once per method, to spend the time of a check."""
-    return generate_password_hash(secrets.token_hex(16), method=method)
+    return _hashed(secrets.token_hex(16), method)
 
 
 def unlock(operator: Operator) -> None:

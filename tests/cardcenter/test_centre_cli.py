@@ -114,6 +114,29 @@ def test_a_missing_database_is_a_sentence(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_command_starts_without_the_web_applications_libraries(tmp_path: Path) -> None:
+    """Only ``serve`` and a log-in need werkzeug, Flask and waitress; every other command
+    starts without importing them (werkzeug alone cost each command about 50 ms).
+
+    The command's own imports, listed by the interpreter (``PYTHONPROFILEIMPORTTIME``).
+    """
+    env = {
+        **os.environ,
+        "CARDCENTER_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}",
+        "PYTHONPROFILEIMPORTTIME": "1",
+    }
+    done = subprocess.run(
+        [*CLI, "tariff", "list"], capture_output=True, text=True, env=env, check=False
+    )
+    imported = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert {"sqlalchemy", "cardcenter"} <= imported  # the listing is there
+    assert not imported & {"werkzeug", "flask", "waitress"}
+
+
 @pytest.fixture
 def in_reader(vpcd_reader: str) -> Iterator[tuple[str, list[VpcdBridge]]]:
     bridges: list[VpcdBridge] = []
