@@ -12,6 +12,13 @@ The PC/SC tests run through the real pcscd with the vsmartcard vpcd driver
 (``scripts/setup`` installs and starts both). Missing infrastructure fails
 those tests rather than skipping them: a skipped end-to-end suite looks green
 and proves nothing.
+
+``scripts/test`` runs the tests in parallel, one worker per core
+(pytest-xdist, ``--dist loadgroup``). The machine has one pcscd and one vpcd
+reader, and a test that reads it empty, or opens whatever card is in it,
+goes wrong when another worker's test has put a card there. So every test
+that may reach pcscd (:func:`reaches_the_reader`) is in one group, run on one
+worker one after the other; the rest share the other workers.
 """
 
 from __future__ import annotations
@@ -33,6 +40,31 @@ from cardcenter.core.db import Base, make_engine, session_factory, upgrade
 from cardlayout.security.diversify import CardKeys
 
 VPCD_READER_PREFIX = "Virtual PCD"
+READER_GROUP = "pcscd"
+"""The ``xdist_group`` of the tests that may reach the machine's pcscd."""
+READER_FIXTURES = frozenset({"pcscd", "vpcd_reader", "web_config"})
+"""Fixtures that put a card in the vpcd reader or give an application the reader."""
+READER_PACKAGES = ("web",)
+"""Test packages whose tests may reach the reader without one of those fixtures
+(a ``cardcenter serve`` process shows the reader on its dashboard)."""
+
+
+def reaches_the_reader(item: pytest.Item) -> bool:
+    """Whether ``item`` may reach pcscd: a reader fixture, the ``pcsc`` mark, a reader package."""
+    fixtures = getattr(item, "fixturenames", ())
+    return (
+        not READER_FIXTURES.isdisjoint(fixtures)
+        or item.get_closest_marker("pcsc") is not None
+        or item.path.parent.name in READER_PACKAGES
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests that may reach pcscd in one xdist group (see the module's docstring)."""
+    for item in items:
+        if reaches_the_reader(item):
+            item.add_marker(pytest.mark.xdist_group(READER_GROUP))
 VPCD_READERS_WAIT = 5.0
 VPCD_LOCK_WAIT = 120.0
 
