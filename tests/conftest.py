@@ -65,6 +65,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if reaches_the_reader(item):
             item.add_marker(pytest.mark.xdist_group(READER_GROUP))
+
+
 VPCD_READERS_WAIT = 5.0
 VPCD_LOCK_WAIT = 120.0
 
