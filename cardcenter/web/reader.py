@@ -22,12 +22,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from cardcenter.core.errors import ConflictError
-from cardcenter.web.vcards import VirtualCardTray
+from cardcenter.web.vcards import (
+    FIRST_VPCD_PORT,
+    VIRTUAL_PREFIX,
+    VirtualCardTray,
+    vpcd_reader_name,
+)
 from cardlayout.errors import CardLayoutError, FormatError, NoCardError, NoReaderError
 from cardlayout.transport.channel import CardChannel
-
-VIRTUAL_PREFIX = "Virtual PCD"
-FIRST_VPCD_PORT = 35963
 
 CARD_TIMEOUT = 10.0
 """Seconds a flow waits for the card (and for another program to let go of it)."""
@@ -68,18 +70,16 @@ class ReaderService:
         real = [n for n in names if not n.startswith(VIRTUAL_PREFIX)]
         if real:
             return real[0]
-        slot = f" 00 {self.vpcd_port - FIRST_VPCD_PORT:02d}"
-        virtual = [n for n in names if n.startswith(VIRTUAL_PREFIX) and n.endswith(slot)]
-        if virtual:
-            return virtual[0]
+        virtual = vpcd_reader_name(names, self.vpcd_port)
+        if virtual is not None:
+            return virtual
         raise NoReaderError(
             "pcscd lists no card reader: plug one in (or run scripts/setup for the virtual one)"
         )
 
     def is_virtual(self, name: str) -> bool:
         """Whether ``name`` is the vpcd reader the virtual card tray fills."""
-        slot = f" 00 {self.vpcd_port - FIRST_VPCD_PORT:02d}"
-        return name.startswith(VIRTUAL_PREFIX) and name.endswith(slot)
+        return vpcd_reader_name([name], self.vpcd_port) == name
 
     def status(self) -> dict[str, Any]:
         """``{"reader", "present", "serial", "virtual", "error"}``; never raises.

@@ -344,10 +344,15 @@ class VpcdBridge:
 
         The card is pulled at vpcd's next presence poll (within 0.4 s) rather
         than at once: vpcd then fails that very poll on the closed connection,
-        and pcscd marks the reader empty before this method returns. Closing at
-        once would leave a window in which pcscd still reports the old card,
-        so that a :meth:`insert` right after could go unnoticed by pcscd. If no
-        poll comes (pcscd hung), the card is pulled anyway after a timeout.
+        and pcscd, whose poll it was, marks the reader empty. Closing at once
+        would leave a window in which pcscd still reports the old card, so that
+        a :meth:`insert` right after could go unnoticed by pcscd. If no poll
+        comes (pcscd hung), the card is pulled anyway after a timeout. On a
+        machine with both cores busy, pcscd was seen to miss a card put in
+        straight after this returned (it kept reporting the old card's ATR),
+        so a caller that swaps cards and needs pcscd to see the swap waits for
+        the empty reader through PC/SC as well (as ``cardcenter.web.vcards``
+        does).
 
         Safe to call when the card is already out (after a tear it still
         returns only once pcscd can have seen the reader empty). Called from the serving
