@@ -38,14 +38,22 @@ from cardcenter.tariffs.services import add_tariff, get_or_create_category
 from cardlayout.security.diversify import CardKeys
 from cardlayout.security.keystore import init_master_keys, open_keystore
 from cardlayout.transport.channel import CardChannel
-from cardlayout.transport.pcsc import PcscTransport, list_readers
+from cardlayout.transport.pcsc import (
+    VPCD_FIRST_PORT,
+    PcscTransport,
+    list_readers,
+    vpcd_reader_name,
+    wait_until_vpcd_empty,
+)
 from cardlayout.vcard.cos import VirtualCard, new_image
 from cardlayout.vcard.vpcd import VpcdBridge
 
 METER_NO = "000012345678"
 PASSPHRASE = "demo only, not for production"
 SERIALS = (bytes.fromhex("5A00000000DE0001"), bytes.fromhex("5A00000000DE0002"))
-VPCD_PORT = 35963
+VPCD_PORT = VPCD_FIRST_PORT
+EMPTY_WAIT = 3.0
+"""Seconds to wait for pcscd to see the reader empty before the next card goes in."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,13 +84,12 @@ class Story:
 
 
 def _reader(port: int) -> str:
-    slot = f" 00 {port - VPCD_PORT:02d}"
-    names = [n for n in list_readers() if n.startswith("Virtual PCD") and n.endswith(slot)]
-    if not names:
+    name = vpcd_reader_name(list_readers(), port)
+    if name is None:
         raise SystemExit(
             "cardcenter demo: pcscd does not list the vpcd reader; run scripts/setup first"
         )
-    return names[0]
+    return name
 
 
 @contextmanager
@@ -94,6 +101,7 @@ def inserted(card: VirtualCard) -> Iterator[VpcdBridge]:
         yield bridge
     finally:
         bridge.remove()
+        wait_until_vpcd_empty(VPCD_PORT, EMPTY_WAIT)  # the next card must be seen as new
 
 
 def _meter(work: Path, *args: str) -> dict[str, Any]:

@@ -22,14 +22,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from cardcenter.core.errors import ConflictError
-from cardcenter.web.vcards import (
-    FIRST_VPCD_PORT,
-    VIRTUAL_PREFIX,
-    VirtualCardTray,
-    vpcd_reader_name,
-)
+from cardcenter.web.vcards import VirtualCardTray
 from cardlayout.errors import CardLayoutError, FormatError, NoCardError, NoReaderError
 from cardlayout.transport.channel import CardChannel
+from cardlayout.transport.pcsc import VPCD_FIRST_PORT, VPCD_READER_PREFIX, vpcd_reader_name
 
 CARD_TIMEOUT = 10.0
 """Seconds a flow waits for the card (and for another program to let go of it)."""
@@ -49,7 +45,7 @@ class ReaderService:
         self,
         spec: str | None,
         *,
-        vpcd_port: int = FIRST_VPCD_PORT,
+        vpcd_port: int = VPCD_FIRST_PORT,
         tray: VirtualCardTray | None = None,
         card_timeout: float = CARD_TIMEOUT,
     ) -> None:
@@ -67,7 +63,7 @@ class ReaderService:
         if self.spec is not None:
             spec: str | int = int(self.spec) if self.spec.isdigit() else self.spec
             return resolve_reader(spec, names)
-        real = [n for n in names if not n.startswith(VIRTUAL_PREFIX)]
+        real = [n for n in names if not n.startswith(VPCD_READER_PREFIX)]
         if real:
             return real[0]
         virtual = vpcd_reader_name(names, self.vpcd_port)

@@ -12,9 +12,7 @@ One card at a time, as in a real reader. The tray belongs to one
 application (``app.extensions``) and is safe to use from waitress's threads.
 
 Swapping cards waits for pcscd to report the reader empty before the next
-card goes in: vpcd takes a waiting card at its next presence poll, and with
-both cores of the machine busy pcscd was seen to miss such a swap and go on
-reporting the old card's ATR (the dashboard showed the old serial).
+card goes in (:func:`~cardlayout.transport.pcsc.wait_until_vpcd_empty`).
 """
 
 from __future__ import annotations
@@ -23,12 +21,11 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cardcenter.core.errors import InvalidInputError, NotFoundError
-from cardlayout.errors import CardLayoutError
+from cardlayout.transport import pcsc
 from cardlayout.vcard.cos import VirtualCard, new_image
 from cardlayout.vcard.image import CardImage
 from cardlayout.vcard.vpcd import VpcdBridge
@@ -38,24 +35,10 @@ SERIAL_PREFIX = "5A"
 
 _SERIAL = re.compile(r"^[0-9A-F]{16}$")
 
-VIRTUAL_PREFIX = "Virtual PCD"
-"""How pcscd's names of the vpcd driver's readers begin."""
-FIRST_VPCD_PORT = 35963
-"""The port of the vpcd driver's first reader (reader.conf); each next slot is the next port."""
 EMPTY_WAIT = 3.0
 """Seconds a swap waits for pcscd to report the reader empty (it polls every 0.4 s)."""
 
 logger = logging.getLogger(__name__)
-
-
-def vpcd_reader_name(names: Sequence[str], port: int) -> str | None:
-    """The reader among pcscd's ``names`` that a virtual card on vpcd ``port`` fills, or None.
-
-    pcscd names a reader's slots ``<name> <reader> <slot>``; vpcd's slot 0 is
-    :data:`FIRST_VPCD_PORT`, slot 1 the next port.
-    """
-    slot = f" 00 {port - FIRST_VPCD_PORT:02d}"
-    return next((n for n in names if n.startswith(VIRTUAL_PREFIX) and n.endswith(slot)), None)
 
 
 @dataclass(frozen=True)
@@ -130,23 +113,9 @@ class VirtualCardTray:
         bridge, self._bridge, self._serial = self._bridge, None, None
         if bridge is not None:
             bridge.remove()
-            self._wait_until_seen_empty()
-
-    def _wait_until_seen_empty(self) -> None:
-        """Return once pcscd reports the reader empty (see the module's docstring).
-
-        Without pcscd or its vpcd reader there is nobody to wait for; a pcscd
-        that does not see the reader empty within :data:`EMPTY_WAIT` is
-        logged, and the swap goes on.
-        """
-        from cardlayout.transport.pcsc import list_readers, wait_for_removal
-
-        try:
-            name = vpcd_reader_name(list_readers(), self.port)
-            if name is not None and not wait_for_removal(name, EMPTY_WAIT):
-                logger.warning("pcscd still shows a card in %s after %g s", name, EMPTY_WAIT)
-        except CardLayoutError:
-            pass
+            # a pcscd that has not seen the reader empty by then is logged; the swap goes on
+            if pcsc.wait_until_vpcd_empty(self.port, EMPTY_WAIT) is False:
+                logger.warning("pcscd still shows a card at vpcd port %d", self.port)
 
     def _path(self, serial: str) -> Path:
         return self.directory / f"{serial}.json"

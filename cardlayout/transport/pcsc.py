@@ -22,7 +22,7 @@ current file or reset its security state.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, NoReturn
 
 from cardlayout.errors import (
@@ -287,6 +287,39 @@ def wait_for_removal(reader: str | int, timeout: float | None = 10.0) -> bool:
         return _wait_for_state(hcontext, name, _card_absent, _deadline(timeout)).reached
     finally:
         _release(hcontext)
+
+
+VPCD_READER_PREFIX = "Virtual PCD"
+"""How pcscd's names of the vsmartcard vpcd driver's readers begin."""
+VPCD_FIRST_PORT = 35963
+"""The port of vpcd's first reader (its reader.conf); each next slot listens on the next port."""
+
+
+def vpcd_reader_name(names: Sequence[str], port: int) -> str | None:
+    """The reader among pcscd's ``names`` that a virtual card on vpcd ``port`` fills, or None.
+
+    pcscd names a reader's slots ``<name> <reader> <slot>``; vpcd's slot 0 is
+    :data:`VPCD_FIRST_PORT`, slot 1 the next port.
+    """
+    slot = f" 00 {port - VPCD_FIRST_PORT:02d}"
+    return next((n for n in names if n.startswith(VPCD_READER_PREFIX) and n.endswith(slot)), None)
+
+
+def wait_until_vpcd_empty(port: int, timeout: float) -> bool | None:
+    """After a virtual card was pulled from vpcd ``port``: wait until pcscd reports it empty.
+
+    vpcd takes the next card at its next presence poll, and with both cores
+    of the machine busy pcscd was seen to miss a swap made at once: it went
+    on reporting the old card's ATR, which is where a card's serial is read
+    from. Whoever swaps virtual cards waits here between them. True once
+    pcscd reports the reader empty, False at ``timeout``, None when there is
+    nothing to wait for (no pcscd, or no vpcd reader for ``port``).
+    """
+    try:
+        name = vpcd_reader_name(list_readers(), port)
+        return None if name is None else wait_for_removal(name, timeout)
+    except CardIOError:
+        return None
 
 
 class PcscTransport:

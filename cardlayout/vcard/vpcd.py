@@ -350,9 +350,9 @@ class VpcdBridge:
         comes (pcscd hung), the card is pulled anyway after a timeout. On a
         machine with both cores busy, pcscd was seen to miss a card put in
         straight after this returned (it kept reporting the old card's ATR),
-        so a caller that swaps cards and needs pcscd to see the swap waits for
-        the empty reader through PC/SC as well (as ``cardcenter.web.vcards``
-        does).
+        so a caller that swaps cards waits for pcscd to report the reader
+        empty as well (:func:`cardlayout.transport.pcsc.wait_until_vpcd_empty`,
+        kept out of this module, which needs no PC/SC).
 
         Safe to call when the card is already out (after a tear it still
         returns only once pcscd can have seen the reader empty). Called from the serving

@@ -22,6 +22,7 @@ import pytest
 from cardlayout.apdu import commands
 from cardlayout.apdu.apdu import CommandApdu
 from cardlayout.errors import CardRemovedError, NoCardError, NoReaderError, NoServiceError
+from cardlayout.transport import pcsc as pcsc_module
 from cardlayout.transport.channel import CardChannel
 from cardlayout.transport.pcsc import (
     PcscTransport,
@@ -278,6 +279,39 @@ def test_bridge_without_vpcd_names_the_service() -> None:
 # -- reader choice and the service, without a card ------------------------------
 
 READERS = ["Virtual PCD 00 00", "Virtual PCD 00 01", "ACS ACR39U ICC Reader 01 00"]
+
+
+def test_the_vpcd_reader_of_a_port_is_named_by_its_slot() -> None:
+    assert pcsc_module.vpcd_reader_name(READERS, 35963) == "Virtual PCD 00 00"
+    assert pcsc_module.vpcd_reader_name(READERS, 35964) == "Virtual PCD 00 01"
+    assert pcsc_module.vpcd_reader_name(READERS, 35965) is None
+    assert pcsc_module.vpcd_reader_name(READERS[2:], 35963) is None
+
+
+def test_waiting_for_the_empty_vpcd_reader_asks_pcscd_about_its_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[tuple[str, float | None]] = []
+
+    def wait_for_removal(reader: str, timeout: float | None) -> bool:
+        asked.append((reader, timeout))
+        return reader.endswith("01")
+
+    monkeypatch.setattr(pcsc_module, "list_readers", lambda: READERS)
+    monkeypatch.setattr(pcsc_module, "wait_for_removal", wait_for_removal)
+    assert pcsc_module.wait_until_vpcd_empty(35964, 2.0) is True
+    assert pcsc_module.wait_until_vpcd_empty(35963, 2.0) is False  # pcscd still shows a card
+    assert asked == [("Virtual PCD 00 01", 2.0), ("Virtual PCD 00 00", 2.0)]
+    assert (
+        pcsc_module.wait_until_vpcd_empty(35999, 2.0) is None
+    )  # no such reader: nothing to wait for
+
+    def no_service() -> list[str]:
+        raise NoServiceError("the PC/SC service (pcscd) is not running")
+
+    monkeypatch.setattr(pcsc_module, "list_readers", no_service)
+    assert pcsc_module.wait_until_vpcd_empty(35963, 2.0) is None
+    assert len(asked) == 2
 
 
 def test_resolve_reader_by_name_piece_and_index() -> None:
