@@ -38,8 +38,8 @@ from sqlalchemy import text
 
 from cardcenter.core.db import Base, make_engine, session_factory, upgrade
 from cardlayout.security.diversify import CardKeys
+from cardlayout.transport.pcsc import VPCD_READER_PREFIX
 
-VPCD_READER_PREFIX = "Virtual PCD"
 READER_GROUP = "pcscd"
 """The ``xdist_group`` of the tests that may reach the machine's pcscd."""
 READER_FIXTURES = frozenset({"pcscd", "vpcd_reader", "web_config"})

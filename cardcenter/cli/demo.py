@@ -52,8 +52,6 @@ METER_NO = "000012345678"
 PASSPHRASE = "demo only, not for production"
 SERIALS = (bytes.fromhex("5A00000000DE0001"), bytes.fromhex("5A00000000DE0002"))
 VPCD_PORT = VPCD_FIRST_PORT
-EMPTY_WAIT = 3.0
-"""Seconds to wait for pcscd to see the reader empty before the next card goes in."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -101,7 +99,7 @@ def inserted(card: VirtualCard) -> Iterator[VpcdBridge]:
         yield bridge
     finally:
         bridge.remove()
-        wait_until_vpcd_empty(VPCD_PORT, EMPTY_WAIT)  # the next card must be seen as new
+        wait_until_vpcd_empty(VPCD_PORT)  # the next card must be seen as new
 
 
 def _meter(work: Path, *args: str) -> dict[str, Any]:

@@ -35,9 +35,6 @@ SERIAL_PREFIX = "5A"
 
 _SERIAL = re.compile(r"^[0-9A-F]{16}$")
 
-EMPTY_WAIT = 3.0
-"""Seconds a swap waits for pcscd to report the reader empty (it polls every 0.4 s)."""
-
 logger = logging.getLogger(__name__)
 
 
@@ -114,7 +111,7 @@ class VirtualCardTray:
         if bridge is not None:
             bridge.remove()
             # a pcscd that has not seen the reader empty by then is logged; the swap goes on
-            if pcsc.wait_until_vpcd_empty(self.port, EMPTY_WAIT) is False:
+            if pcsc.wait_until_vpcd_empty(self.port) is False:
                 logger.warning("pcscd still shows a card at vpcd port %d", self.port)
 
     def _path(self, serial: str) -> Path:

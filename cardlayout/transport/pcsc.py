@@ -293,6 +293,8 @@ VPCD_READER_PREFIX = "Virtual PCD"
 """How pcscd's names of the vsmartcard vpcd driver's readers begin."""
 VPCD_FIRST_PORT = 35963
 """The port of vpcd's first reader (its reader.conf); each next slot listens on the next port."""
+VPCD_EMPTY_WAIT = 3.0
+"""Seconds :func:`wait_until_vpcd_empty` waits by default (pcscd polls a reader every 0.4 s)."""
 
 
 def vpcd_reader_name(names: Sequence[str], port: int) -> str | None:
@@ -305,7 +307,7 @@ def vpcd_reader_name(names: Sequence[str], port: int) -> str | None:
     return next((n for n in names if n.startswith(VPCD_READER_PREFIX) and n.endswith(slot)), None)
 
 
-def wait_until_vpcd_empty(port: int, timeout: float) -> bool | None:
+def wait_until_vpcd_empty(port: int, timeout: float = VPCD_EMPTY_WAIT) -> bool | None:
     """After a virtual card was pulled from vpcd ``port``: wait until pcscd reports it empty.
 
     vpcd takes the next card at its next presence poll, and with both cores
