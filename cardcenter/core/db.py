@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -104,8 +105,34 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_JSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as the compact JSON text a JSON column stores (both databases).
+
+    orjson rather than the standard library's encoder, which takes about ten
+    times as long: a reconciliation's ``detail`` (600 characters) cost 6 us
+    of the bulk import's 60 us per write-back. The text is what
+    ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)`` gives for
+    the trees the centre stores (strings, integers, booleans, None, lists,
+    dicts). Like ``json.dumps``, it takes integer keys as strings and refuses
+    times and dataclasses with a ``TypeError`` naming the type (orjson would
+    write those by itself): a value that is not plain JSON is a programming
+    error, not something to store by a guess. orjson refuses integers
+    beyond 64 bits, which no amount of money or energy on the books reaches.
+    """
+    return orjson.dumps(value, option=_JSON_OPTIONS).decode()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite files get their directory and pragmas."""
+    """An engine for ``url``; SQLite files get their directory and pragmas.
+
+    JSON columns are written by :func:`json_text` on both databases.
+    """
+    kwargs.setdefault("json_serializer", json_text)
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")

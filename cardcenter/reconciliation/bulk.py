@@ -58,7 +58,7 @@ from typing import Any, TypeVar
 from sqlalchemy import JSON, Column, Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cardcenter.core.db import Base, UTCDateTime, utcnow
+from cardcenter.core.db import Base, UTCDateTime, json_text, utcnow
 from cardcenter.core.errors import CardRefusedError, InvalidInputError
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.reconciliation.models import (
@@ -217,13 +217,9 @@ _METER_COLUMNS = (
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 """A stand-in for a time a row is given later (it is dropped before the row is written)."""
 
-_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)
-"""``json.dumps(value, separators=(",", ":"))`` without making an encoder each time
-(and without the cycle check: the values are trees made by :func:`assess`)."""
-
 
 def _compact_json(value: Any) -> str | None:
-    return None if value is None else _JSON.encode(value)
+    return None if value is None else json_text(value)
 
 
 def _chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
@@ -911,8 +907,13 @@ class _ReadAhead:
             raise self.error
 
 
-def _serve(connection: Connection, keys: CardKeys) -> None:
+def _serve(connection: Connection, parent_end: Connection, keys: CardKeys) -> None:
     """The checking process: :func:`_check` each batch received, send back the outcome.
+
+    The fork inherits the parent's end of the pipe too; it is closed first,
+    or the pipe would never report end-of-file here when the parent closes
+    its end (the parent then waited a second for this process at the end of
+    every import, and killed it).
 
     A fork of the importing process, holding nothing but what the parent
     held (the key store's keys among it): no key travels through the pipe,
@@ -924,6 +925,7 @@ def _serve(connection: Connection, keys: CardKeys) -> None:
     runs here and the collector has only this process's batches to walk
     (it is on between batches: the fork was made while the parent held it).
     """
+    parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()
     gc.enable()
@@ -961,7 +963,10 @@ class _Checker:
         context = multiprocessing.get_context("fork")
         self._connection, child = context.Pipe()
         self._process = context.Process(
-            target=_serve, args=(child, keys), name="cardcenter bulk check", daemon=True
+            target=_serve,
+            args=(child, self._connection, keys),
+            name="cardcenter bulk check",
+            daemon=True,
         )
         self._process.start()
         child.close()

@@ -513,18 +513,24 @@ def test_the_batch_size_must_be_positive(db: Database, keys: CardKeys) -> None:
 
 
 def test_the_checking_process_ends_with_the_import(db: Database, keys: CardKeys, run: Run) -> None:
-    started: list[int] = []
+    """It ends by itself when the import closes its pipe: exit code 0, not killed.
+
+    (It once kept the parent's end of the pipe open, never saw the pipe
+    close, and every import waited a second for it before killing it.)
+    """
+    started: list[multiprocessing.process.BaseProcess] = []
     real = bulk._Checker.__init__
 
     def spy(self: bulk._Checker, keys: CardKeys) -> None:
         real(self, keys)
-        started.append(self._process.pid or 0)
+        started.append(self._process)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bulk._Checker, "__init__", spy)
         summary = import_records(db.sessions, keys, run.lines, batch_size=5)
     assert summary.reconciled == METERS * DAYS
     assert len(started) == 1  # one process for the whole import
+    assert started[0].exitcode == 0
     assert multiprocessing.active_children() == []
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from centre_support import Database
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cardcenter.core.db import Base, transaction, upgrade
+from cardcenter.core.db import Base, json_text, transaction, upgrade
 from cardcenter.customers.models import Category
 from cardcenter.sales.ledger import JournalEntry, balance, post, post_all
 
@@ -97,3 +100,41 @@ def test_commits_wait_for_the_disk_unless_the_card_proves_the_write(db: Database
     with db.sessions.begin() as session:
         assert _waits_for_the_disk(session)
         assert balance(session, "transit:1") == 6
+
+
+# ---------------------------------------------------------------- JSON columns
+
+_JSON_TREES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.text(st.characters(exclude_categories=("Cs",))),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.integers(-9, 9), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def test_json_text_is_compact_json_with_names_as_strings() -> None:
+    tree = {"after": {"at": "2026-01-31T00:00:00+00:00", "count": 3}, "ok": True, 7: [None, "电"]}
+    assert (
+        json_text(tree)
+        == '{"after":{"at":"2026-01-31T00:00:00+00:00","count":3},"ok":true,"7":[null,"电"]}'
+    )
+
+
+@given(_JSON_TREES)
+def test_json_text_writes_what_the_standard_encoder_writes(tree: object) -> None:
+    assert json_text(tree) == json.dumps(tree, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(json_text(tree)) == json.loads(json.dumps(tree))
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [(datetime(2026, 1, 1, tzinfo=UTC), "datetime"), (Category(code="x", name="X"), "Category")],
+)
+def test_json_text_refuses_what_is_not_plain_json(value: object, named: str) -> None:
+    with pytest.raises(TypeError, match=f"not JSON serializable: .*{named}"):
+        json_text({"at": value})
