@@ -423,8 +423,8 @@ def verify_meter_files_many(records: Sequence[MeterFiles]) -> list[CardLayoutErr
     """:func:`verify_meter_files` of many records at once: what each would raise, or None.
 
     For a bulk import: the MACs of all the records, each under its meter's
-    key, are computed together (:func:`aes_cmacs_keyed`), which costs a
-    fraction of a cipher per meter. Entry ``i`` is the :class:`SecurityError`
+    key, are computed together (:func:`aes_cmacs_keyed`), each key scheduled
+    once for its meter's two MACs. Entry ``i`` is the :class:`SecurityError`
     or other :class:`CardLayoutError` (a file of the wrong size, a number
     that is not twelve digits) that ``verify_meter_files(*records[i])``
     raises, with the same message, or None where it returns;
