@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import itertools
 import json
 import multiprocessing
 import operator
@@ -55,10 +56,18 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Column, Table, select
+from sqlalchemy import JSON, Column, Dialect, LargeBinary, Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cardcenter.core.db import Base, UTCDateTime, json_text, utcnow
+from cardcenter.core.db import (
+    Base,
+    UTCDateTime,
+    WalCheckpoints,
+    begin_writing,
+    engine_of,
+    json_text,
+    utcnow,
+)
 from cardcenter.core.errors import CardRefusedError, InvalidInputError
 from cardcenter.customers.models import Customer, Meter
 from cardcenter.reconciliation.models import (
@@ -98,6 +107,9 @@ __all__ = ["ImportSummary", "import_records"]
 Progress = Callable[[int, "int | None"], None]
 """``progress(records done, total or None)``, called after each committed batch."""
 
+CHECKPOINT_RECORDS = 10_000
+"""Records between checkpoints of SQLite's log (:class:`WalCheckpoints`): a write-back
+adds about 3.5 kB to the log, so it stays near 35 MB (and 100 000 records take ten)."""
 IN_CHUNK = 500
 """Values per ``IN (...)`` list: well inside every database's parameter limit."""
 SERIAL_SIZE = 8
@@ -150,14 +162,36 @@ class _Parsed:
     digest: str
     record: tuple[Any, ...]
     """The ``write_backs`` values of :data:`_RECORD_COLUMNS` (the row but for the
-    meter, the id and the time read): :func:`record_values`, made where the record
-    is checked, so the process writing the books does not."""
+    meter, the id and the time read): :func:`record_values`, made and bound for the
+    driver (:class:`_RecordBinder`) where the record is checked, so the process
+    writing the books does neither."""
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """A batch as read: ``lines`` of the input as they are, the first being line ``first``.
+
+    Blank lines are in it and are skipped where it is checked (:meth:`records`),
+    so reading a batch is a slice of the input and sending it to the checking
+    process is one list of strings.
+    """
+
+    first: int
+    lines: list[str]
+
+    def records(self) -> Iterator[tuple[int, str]]:
+        """The non-blank lines with their numbers (1-based, as an editor shows them)."""
+        for number, line in enumerate(self.lines, self.first):
+            if line and not line.isspace():  # strip() would copy the line
+                yield number, line
 
 
 @dataclass(slots=True)
 class _Checked:
     """A batch's lines after :func:`_check`: what the books are needed for next."""
 
+    records: int = 0
+    """The batch's non-blank lines."""
     parsed: list[_Parsed] = field(default_factory=list)
     refused: list[tuple[int, str | None, str]] = field(default_factory=list)
     """(line, digest if the line was a record, reason), in line order."""
@@ -282,7 +316,7 @@ def _decode(line: _Line) -> tuple[WriteBack, History | None] | str:
     return write_back, history
 
 
-def _check(keys: CardKeys, lines: Sequence[tuple[int, str]], known: Container[str]) -> _Checked:
+def _check(keys: CardKeys, chunk: _Chunk, known: Container[str], binder: _RecordBinder) -> _Checked:
     """Read, decode and MAC-check a batch's lines: everything that needs no database.
 
     Each line is refused with the first thing wrong with it, in this order:
@@ -294,7 +328,8 @@ def _check(keys: CardKeys, lines: Sequence[tuple[int, str]], known: Container[st
     """
     out = _Checked()
     decoded: list[tuple[_Line, WriteBack, History | None]] = []
-    for number, text in lines:
+    for number, text in chunk.records():
+        out.records += 1
         line = _read(number, text)
         if isinstance(line, str):
             out.refused.append((number, None, line))
@@ -337,6 +372,7 @@ def _check(keys: CardKeys, lines: Sequence[tuple[int, str]], known: Container[st
                     line.line, write_back, history, line.digest, _record(line, write_back, history)
                 )
             )
+    binder.bind(out.parsed)
     return out
 
 
@@ -362,6 +398,35 @@ def _record(line: _Line, write_back: WriteBack, history: History | None) -> tupl
         read_at=_NEVER,  # the time the batch is written
     )
     return tuple(values[name] for name in _RECORD_COLUMNS)
+
+
+class _RecordBinder:
+    """Binds a batch's records (:attr:`_Parsed.record`) for a database's driver.
+
+    Made from the engine's dialect before the checking process is forked,
+    so that process binds the records it checks: each value through its
+    column's bind processor, as :class:`_Driver` does, but bytes as they
+    are (:func:`_converters`).
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._converters = [
+            (index, convert)
+            for index, convert in enumerate(
+                _converters(dialect, _WRITE_BACKS, _RECORD_COLUMNS, binary=False)
+            )
+            if convert is not None
+        ]
+
+    def bind(self, parsed: list[_Parsed]) -> None:
+        """Replace each record with its bound values, column by column (``zip``, in C)."""
+        if not parsed or not self._converters:
+            return
+        columns = list(zip(*(p.record for p in parsed), strict=True))
+        for index, convert in self._converters:
+            columns[index] = tuple(map(convert, columns[index]))
+        for p, record in zip(parsed, zip(*columns, strict=True), strict=True):
+            p.record = record
 
 
 def _unknown_meter_text(write_back: WriteBack) -> str:
@@ -546,27 +611,40 @@ def _open_unknown(session: Session, texts: Sequence[str]) -> set[str]:
 # ---------------------------------------------------------------- writing a batch
 
 
+_JOURNAL_COLUMNS = (
+    "at",
+    "source",
+    "destination",
+    "amount",
+    "memo",
+    "customer_id",
+    "sale_id",
+    "reconciliation_id",
+)
+"""The journal columns :func:`_entry` gives values of (an import posts for no operator)."""
+
+
 def _entry(
-    source: str, destination: str, amount: int, memo: str, at: datetime, **links: int | None
-) -> dict[str, Any] | None:
-    """A journal row as :func:`cardcenter.sales.ledger.post` makes it (sign and zero rules)."""
+    source: str,
+    destination: str,
+    amount: int,
+    memo: str,
+    at: Any,
+    customer_id: int,
+    reconciliation_id: int,
+    sale_id: int | None = None,
+) -> tuple[Any, ...] | None:
+    """A journal row as :func:`cardcenter.sales.ledger.post` makes it (sign and zero rules).
+
+    The values of :data:`_JOURNAL_COLUMNS`, ``at`` already bound for the
+    driver: the only column of these with a bind processor, and the same
+    time for a whole batch.
+    """
     if amount == 0:
         return None
     if amount < 0:
         source, destination, amount = destination, source, -amount
-    row: dict[str, Any] = {
-        "at": at,
-        "source": source,
-        "destination": destination,
-        "amount": amount,
-        "memo": memo,
-        "customer_id": None,
-        "sale_id": None,
-        "reconciliation_id": None,
-        "operator_id": None,
-    }
-    row.update(links)
-    return row
+    return (at, source, destination, amount, memo, customer_id, sale_id, reconciliation_id)
 
 
 class _Driver:
@@ -591,19 +669,12 @@ class _Driver:
         self.mark = "?" if self.dialect.paramstyle == "qmark" else "%s"
 
     def _converters(self, table: Table, names: Sequence[str]) -> list[Callable[[Any], Any] | None]:
-        out: list[Callable[[Any], Any] | None] = []
-        for name in names:
-            column_type = table.c[name].type
-            if isinstance(column_type, JSON):
-                # JSON text without the spaces: both databases take text for a JSON column
-                out.append(_compact_json)
-                continue
-            convert = column_type.dialect_impl(self.dialect).bind_processor(self.dialect)
-            if convert is not None and isinstance(column_type, UTCDateTime):
-                # a batch repeats a few times (now, the write-back times): convert each once
-                convert = functools.lru_cache(maxsize=4096)(convert)
-            out.append(convert)
-        return out
+        return _converters(self.dialect, table, names)
+
+    def bound(self, table: Table, name: str, value: Any) -> Any:
+        """``value`` as the driver takes it for column ``name`` of ``table``."""
+        convert = self._converters(table, (name,))[0]
+        return value if convert is None else convert(value)
 
     def _tuples(
         self, table: Table, names: Sequence[str], rows: Sequence[dict[str, Any]]
@@ -680,6 +751,33 @@ class _Driver:
         return list(range(first, first + count))
 
 
+def _converters(
+    dialect: Dialect, table: Table, names: Sequence[str], *, binary: bool = True
+) -> list[Callable[[Any], Any] | None]:
+    """The bind processor of each column named (None where a value goes as it is).
+
+    ``binary=False`` leaves bytes as they are: both drivers take them so, and
+    SQLite's processor makes a ``memoryview``, which cannot be sent through
+    the checking process's pipe.
+    """
+    out: list[Callable[[Any], Any] | None] = []
+    for name in names:
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON):
+            # JSON text without the spaces: both databases take text for a JSON column
+            out.append(_compact_json)
+            continue
+        if not binary and isinstance(column_type, LargeBinary):
+            out.append(None)
+            continue
+        convert = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if convert is not None and isinstance(column_type, UTCDateTime):
+            # a batch repeats a few times (now, the write-back times): convert each once
+            convert = functools.lru_cache(maxsize=4096)(convert)
+        out.append(convert)
+    return out
+
+
 def _write(
     session: Session,
     stale: list[tuple[_Parsed, int]],
@@ -693,10 +791,12 @@ def _write(
     db = _Driver(session)
     written = [*stale, *((f.parsed, f.meter_id) for f in fresh)]
     ids = db.new_ids(_WRITE_BACKS, len(written))
-    db.insert_tuples(
-        _WRITE_BACKS,
+    read_at = db.bound(_WRITE_BACKS, "read_at", now)
+    copy_rows(  # the records' values were bound where they were checked (_RecordBinder)
+        session,
+        _WRITE_BACKS.name,
         ("id", "meter_id", "read_at", *_RECORD_COLUMNS),
-        [(i, meter_id, now, *p.record) for i, (p, meter_id) in zip(ids, written, strict=True)],
+        [(i, meter_id, read_at, *p.record) for i, (p, meter_id) in zip(ids, written, strict=True)],
     )
     rec_ids = db.new_ids(_RECONCILIATIONS, len(fresh))
     reconciliations = [
@@ -712,7 +812,8 @@ def _write(
             [(i, *row.values()) for i, row in zip(rec_ids, reconciliations, strict=True)],
         )
 
-    entries: list[dict[str, Any]] = []
+    posted_at = db.bound(_JOURNAL, "at", now)
+    entries: list[tuple[Any, ...]] = []
     findings: list[dict[str, Any]] = []
     delivered: list[dict[str, Any]] = []
     for f, rec_id in zip(fresh, rec_ids, strict=True):
@@ -723,10 +824,10 @@ def _write(
                 ledger.meter(sale.customer_id),
                 sale.credit,
                 delivery_memo(sale),
-                now,
-                customer_id=sale.customer_id,
-                sale_id=sale.id,
-                reconciliation_id=rec_id,
+                posted_at,
+                sale.customer_id,
+                rec_id,
+                sale.id,
             )
             if row is not None:
                 entries.append(row)
@@ -738,9 +839,9 @@ def _write(
             ledger.consumed(f.customer_id),
             a.consumed,
             consumption_memo(f.parsed.write_back),
-            now,
-            customer_id=f.customer_id,
-            reconciliation_id=rec_id,
+            posted_at,
+            f.customer_id,
+            rec_id,
         )
         if row is not None:
             entries.append(row)
@@ -749,7 +850,7 @@ def _write(
             for kind, text in a.findings
         ]
     findings += [_finding(FindingKind.UNKNOWN_METER, text, now) for text in unknown]
-    db.insert(_JOURNAL, entries)
+    copy_rows(session, _JOURNAL.name, _JOURNAL_COLUMNS, entries)
     db.insert(_FINDINGS, findings)
     db.update(_SALES, delivered)
     moved = sorted({f.parsed.write_back.meter_no for f in fresh})
@@ -867,18 +968,13 @@ def _import_batch(
 # ---------------------------------------------------------------- checking beside writing
 
 
-def _batches(lines: Iterable[str], size: int) -> Iterator[list[tuple[int, str]]]:
-    """The non-blank lines with their numbers, ``size`` at a time."""
-    batch: list[tuple[int, str]] = []
-    for number, line in enumerate(lines, 1):
-        if not line or line.isspace():  # blank (strip() would copy the line)
-            continue
-        batch.append((number, line))
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _batches(lines: Iterable[str], size: int) -> Iterator[_Chunk]:
+    """The lines, ``size`` at a time (blank lines count: they are skipped when checked)."""
+    read = iter(lines)
+    first = 1
+    while batch := list(itertools.islice(read, size)):
+        yield _Chunk(first, batch)
+        first += len(batch)
 
 
 class _ReadAhead:
@@ -889,11 +985,11 @@ class _ReadAhead:
     batches read before are still written, then the error is raised.
     """
 
-    def __init__(self, batches: Iterator[list[tuple[int, str]]]) -> None:
+    def __init__(self, batches: Iterator[_Chunk]) -> None:
         self._batches = batches
         self.error: Exception | None = None
 
-    def next(self) -> list[tuple[int, str]] | None:
+    def next(self) -> _Chunk | None:
         if self.error is not None:
             return None
         try:
@@ -907,13 +1003,10 @@ class _ReadAhead:
             raise self.error
 
 
-def _serve(connection: Connection, parent_end: Connection, keys: CardKeys) -> None:
+def _serve(
+    connection: Connection, parent_end: Connection, keys: CardKeys, binder: _RecordBinder
+) -> None:
     """The checking process: :func:`_check` each batch received, send back the outcome.
-
-    The fork inherits the parent's end of the pipe too; it is closed first,
-    or the pipe would never report end-of-file here when the parent closes
-    its end (the parent then waited a second for this process at the end of
-    every import, and killed it).
 
     A fork of the importing process, holding nothing but what the parent
     held (the key store's keys among it): no key travels through the pipe,
@@ -924,6 +1017,12 @@ def _serve(connection: Connection, parent_end: Connection, keys: CardKeys) -> No
     are frozen out of the garbage collector, so no finaliser of the parent's
     runs here and the collector has only this process's batches to walk
     (it is on between batches: the fork was made while the parent held it).
+
+    It ends when the parent's end of the pipe closes. The fork inherits that
+    end too, so it closes its copy first:
+    otherwise the pipe would never report end-of-file here (the parent once
+    waited a second for this process at the end of every import, then
+    killed it).
     """
     parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -937,7 +1036,7 @@ def _serve(connection: Connection, parent_end: Connection, keys: CardKeys) -> No
                 return
             outcome: _Checked | Exception
             try:
-                outcome = _check(keys, batch, ())
+                outcome = _check(keys, batch, (), binder)
             except Exception as exc:
                 outcome = exc
             try:
@@ -959,19 +1058,19 @@ class _Checker:
     (:attr:`KeyStore.forkable`).
     """
 
-    def __init__(self, keys: CardKeys) -> None:
+    def __init__(self, keys: CardKeys, binder: _RecordBinder) -> None:
         context = multiprocessing.get_context("fork")
         self._connection, child = context.Pipe()
         self._process = context.Process(
             target=_serve,
-            args=(child, self._connection, keys),
+            args=(child, self._connection, keys, binder),
             name="cardcenter bulk check",
             daemon=True,
         )
         self._process.start()
         child.close()
 
-    def send(self, batch: list[tuple[int, str]]) -> None:
+    def send(self, batch: _Chunk) -> None:
         self._connection.send(batch)
 
     def receive(self) -> _Checked:
@@ -1001,10 +1100,10 @@ class _Checker:
 def _checked_batches(
     sessions: sessionmaker[Session],
     keys: CardKeys,
-    batches: Iterator[list[tuple[int, str]]],
+    batches: Iterator[_Chunk],
     side_by_side: bool,
-) -> Generator[tuple[int, _Checked], None, None]:
-    """Each batch's size and its checked lines, in order.
+) -> Generator[tuple[_Checked, bool], None, None]:
+    """Each batch's checked lines, in order, and whether it is the last batch.
 
     With ``side_by_side`` (and a key store a fork may use), a
     :class:`_Checker` process checks batch n + 1 while the caller writes
@@ -1014,31 +1113,35 @@ def _checked_batches(
     one after the other, and the records already stored are looked up first
     so that a run again skips their MACs.
     """
+    binder = _RecordBinder(engine_of(sessions).dialect)
     ahead = _ReadAhead(batches)
     first = ahead.next()
     upcoming = ahead.next() if first is not None else None
     if first is None or upcoming is None or not (side_by_side and _can_fork(keys)):
         batch = first
         while batch is not None:
-            yield len(batch), _check(keys, batch, _known(sessions, batch))
-            batch, upcoming = upcoming if upcoming is not None else ahead.next(), None
+            if upcoming is None:
+                upcoming = ahead.next()
+            yield _check(keys, batch, _known(sessions, batch), binder), upcoming is None
+            batch, upcoming = upcoming, None
         ahead.raise_error()
         return
-    checker = _Checker(keys)
+    checker = _Checker(keys, binder)
     try:
         # The first batch is checked here while the process checks the second:
         # nobody waits for the first one.
         checker.send(upcoming)
-        sizes = [len(upcoming)]
+        waiting = 1
         upcoming = ahead.next()
-        yield len(first), _check(keys, first, ())
-        while sizes:
+        yield _check(keys, first, (), binder), False
+        while waiting:
             checked = checker.receive()
+            waiting -= 1
             if upcoming is not None:
                 checker.send(upcoming)
-                sizes.append(len(upcoming))
+                waiting += 1
                 upcoming = ahead.next()
-            yield sizes.pop(0), checked
+            yield checked, not waiting
     finally:
         checker.close()
     ahead.raise_error()
@@ -1048,10 +1151,10 @@ def _can_fork(keys: CardKeys) -> bool:
     return keys.store.forkable and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _known(sessions: sessionmaker[Session], batch: Sequence[tuple[int, str]]) -> set[str]:
+def _known(sessions: sessionmaker[Session], batch: _Chunk) -> set[str]:
     """The digests of the batch's records stored before (their MACs need no check)."""
     digests = []
-    for number, text in batch:
+    for number, text in batch.records():
         line = _read(number, text)
         if not isinstance(line, str):
             digests.append(line.digest)
@@ -1067,12 +1170,15 @@ class _Committer:
     and unpickling the next batch can go on meanwhile. The next batch's
     transaction still begins only after :meth:`finish` has seen this one
     committed: each batch is read and written in a transaction of its own,
-    in order, as without the thread.
+    in order, as without the thread. The batches do not checkpoint SQLite's
+    log in their commits (:func:`begin_writing`): after each commit,
+    ``checkpoints`` copies it into the database beside the next batch.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoints: WalCheckpoints) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardcenter-commit")
         self._pending: tuple[Future[None], ImportSummary] | None = None
+        self._checkpoints = checkpoints
 
     def start(self, session: Session, batch: ImportSummary) -> None:
         """Commit ``session`` (and close it) in the thread; ``batch`` is what it holds."""
@@ -1085,6 +1191,7 @@ class _Committer:
         future, batch = self._pending
         self._pending = None
         future.result()
+        self._checkpoints.request()
         return batch
 
     def __enter__(self) -> _Committer:
@@ -1141,8 +1248,9 @@ def import_records(
 
     Blank lines are skipped; every other line is a record (``records``) and
     ends up reconciled, a duplicate, stale or refused with its line number
-    (1-based, as an editor shows it). Each ``batch_size`` records are one
-    transaction, committed before the next batch is written; ``progress(done,
+    (1-based, as an editor shows it). Each ``batch_size`` lines (the records
+    and any blank lines among them) are one transaction, committed before
+    the next batch is written; ``progress(done,
     total)`` follows each commit with the records done so far. Errors of the
     database itself propagate: the batches committed before stay, and
     importing the same file again finishes the rest. An error reading
@@ -1168,7 +1276,8 @@ def import_records(
                 progress(summary.records, total)
 
     checked_batches = _checked_batches(sessions, keys, _batches(lines, batch_size), side_by_side)
-    with contextlib.closing(checked_batches), _Committer() as committer:
+    checkpoints = WalCheckpoints(engine_of(sessions), every=CHECKPOINT_RECORDS // batch_size)
+    with contextlib.closing(checked_batches), checkpoints, _Committer(checkpoints) as committer:
         while True:
             with _collector_paused():  # receiving a checked batch makes as many objects
                 try:
@@ -1177,14 +1286,16 @@ def import_records(
                     committed(committer.finish())
                 if item is None:
                     break
-                size, checked = item
+                checked, last = item
                 session = sessions()
                 try:
-                    session.begin()
+                    # The last batch's commit waits for the disk, and so makes the
+                    # batches before durable too: the log is written in order.
+                    begin_writing(session, durable=last, checkpointing=False)
                     batch = _import_batch(session, checked, tariffs, settings)
                 except BaseException:
                     session.close()  # rolls the batch back
                     raise
-                batch.records = size
+                batch.records = checked.records
                 committer.start(session, batch)
     return summary

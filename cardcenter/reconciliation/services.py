@@ -351,11 +351,10 @@ def assess(
     """
     wb = write_back
     # 1. delivery: the count the meter loaded proves every sale up to it arrived
-    delivered = sorted(
-        (s for s in in_transit if s.purchase_count <= wb.purchase_count),
-        key=lambda s: (s.purchase_count, s.id),
-    )
-    delivered_credit = sum(s.credit for s in delivered)
+    delivered = [s for s in in_transit if s.purchase_count <= wb.purchase_count]
+    if len(delivered) > 1:
+        delivered.sort(key=lambda s: (s.purchase_count, s.id))
+    delivered_credit = sum(s.credit for s in delivered) if delivered else 0
 
     # 2. consumption: the fall of the signed credit register, less what arrived
     balance = wb.remaining_amount - wb.overdraft_used
@@ -441,9 +440,9 @@ def assess(
         )
     events = history.events if history is not None else ()
     last_seen = base.last_event_at
-    new_events = [e for e in events if last_seen is None or e.time > last_seen]
-    tamper = [e for e in new_events if e.code in TAMPER_EVENTS]
-    relay = sum(1 for e in new_events if e.code == EventCode.RELAY_TRIP)
+    new_events = [e for e in events if last_seen is None or e.time > last_seen] if events else []
+    tamper = [e for e in new_events if e.code in TAMPER_EVENTS] if new_events else []
+    relay = sum(1 for e in new_events if e.code == EventCode.RELAY_TRIP) if new_events else 0
     flag = bool((int(wb.meter_status) | (int(history.status) if history else 0)) & _TAMPER_BIT)
     newly_flagged = flag and not base.tampered
     if tamper or newly_flagged:
@@ -537,7 +536,7 @@ def assess(
         illegal_cards=illegal,
         relay_events=relay,
         tamper_events=len(tamper),
-        findings=[(kind, text[:DETAIL_LIMIT]) for kind, text in findings],
+        findings=[(kind, text[:DETAIL_LIMIT]) for kind, text in findings] if findings else [],
         detail=detail,
         monthly=monthly_usages(history),
     )

@@ -502,6 +502,37 @@ def test_bad_lines_are_refused_by_line_number_and_the_rest_imported(
     assert table_count(db, Finding) == 1
 
 
+@pytest.mark.parametrize("side_by_side", [True, False], ids=["side-by-side", "here"])
+def test_only_the_last_batch_waits_for_the_disk(
+    db: Database, keys: CardKeys, run: Run, side_by_side: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch is a transaction of ``batch_size`` lines, blank ones included; none but
+    the last waits for the disk (its flush carries the ones before), none checkpoints."""
+    begun: list[tuple[bool, bool]] = []
+    real = bulk.begin_writing
+
+    def spy(session: Session, *, durable: bool = True, checkpointing: bool = True) -> Any:
+        begun.append((durable, checkpointing))
+        return real(session, durable=durable, checkpointing=checkpointing)
+
+    monkeypatch.setattr(bulk, "begin_writing", spy)
+    lines = [run.lines[0], "", "  ", *run.lines[1:]]
+    sizes: list[int] = []
+    summary = import_records(
+        db.sessions,
+        keys,
+        lines,
+        batch_size=5,
+        side_by_side=side_by_side,
+        progress=lambda done, _: sizes.append(done),
+    )
+    batches = -(-len(lines) // 5)
+    assert begun == [(False, False)] * (batches - 1) + [(True, False)]
+    assert sizes[0] == 3  # lines 1 to 5: three records and two blank lines
+    assert summary.records == summary.reconciled == METERS * DAYS
+    assert_books_match_the_fleet(db, run)
+
+
 def test_the_batch_size_must_be_positive(db: Database, keys: CardKeys) -> None:
     with pytest.raises(Exception, match="batch_size"):
         import_records(db.sessions, keys, [], batch_size=0)
@@ -521,8 +552,8 @@ def test_the_checking_process_ends_with_the_import(db: Database, keys: CardKeys,
     started: list[multiprocessing.process.BaseProcess] = []
     real = bulk._Checker.__init__
 
-    def spy(self: bulk._Checker, keys: CardKeys) -> None:
-        real(self, keys)
+    def spy(self: bulk._Checker, *args: Any) -> None:
+        real(self, *args)
         started.append(self._process)
 
     with pytest.MonkeyPatch.context() as patch:

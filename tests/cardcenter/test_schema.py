@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from centre_support import Database
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import DateTime, select, text
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cardcenter.core.db import Base, json_text, transaction, upgrade
+from cardcenter.core.db import (
+    WAL_AUTOCHECKPOINT,
+    Base,
+    UTCDateTime,
+    WalCheckpoints,
+    begin_writing,
+    json_text,
+    transaction,
+    upgrade,
+)
 from cardcenter.customers.models import Category
 from cardcenter.sales.ledger import JournalEntry, balance, post, post_all
 
@@ -138,3 +149,113 @@ def test_json_text_writes_what_the_standard_encoder_writes(tree: object) -> None
 def test_json_text_refuses_what_is_not_plain_json(value: object, named: str) -> None:
     with pytest.raises(TypeError, match=f"not JSON serializable: .*{named}"):
         json_text({"at": value})
+
+
+# ---------------------------------------------------------------- times read from SQLite
+
+
+def _sqlalchemys_way(text: str) -> datetime | None:
+    """What SQLAlchemy's own SQLite DATETIME processor and ours together make of ``text``."""
+    dialect = sqlite_dialect()
+    parse = DateTime().dialect_impl(dialect).result_processor(dialect, None)
+    return UTCDateTime().process_result_value(parse(text), dialect)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-03-01 00:30:00.123456",  # as the centre writes every time
+        "2026-03-01 00:30:00",  # SQLite's CURRENT_TIMESTAMP
+        "2026-03-01 00:30:00.000000",
+        "2026-12-31 23:59:59.999999",
+    ],
+)
+def test_sqlite_times_are_read_as_sqlalchemy_reads_them(text: str) -> None:
+    dialect = sqlite_dialect()
+    read = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    assert read(text) == _sqlalchemys_way(text)
+    assert read(text).tzinfo is UTC
+    assert read(None) is None
+
+
+def test_sqlite_text_of_another_form_takes_sqlalchemys_way() -> None:
+    dialect = sqlite_dialect()
+    read = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    with pytest.raises(ValueError):
+        datetime.fromisoformat("2026-03-01 00:30:00+08:00+00:00")  # the quick way cannot
+    assert read("2026-03-01 00:30:00+08:00") == _sqlalchemys_way("2026-03-01 00:30:00+08:00")
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=8))]),
+    )
+)
+def test_any_time_comes_back_as_stored(db: Database, at: datetime) -> None:
+    """Each example adds a row of its own to the test's database and reads it back."""
+    with db.sessions.begin() as session:
+        entry = JournalEntry(source="a", destination="b", amount=1, memo="t", at=at)
+        session.add(entry)
+        session.flush()
+        key = entry.id
+    with db.sessions() as session:
+        back = session.get(JournalEntry, key)
+        assert back is not None and back.at == at and back.at.tzinfo is UTC
+
+
+# ---------------------------------------------------------------- long runs of large transactions
+
+
+def _checkpoints_at_commit(session: Session) -> bool:
+    return bool(session.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() > 0)
+
+
+def _database_file_size(db: Database) -> int:
+    """The SQLite file's size: in WAL mode only a checkpoint writes pages into it."""
+    return Path(str(db.engine.url.database)).stat().st_size
+
+
+def test_begin_writing_sets_this_transactions_safety_and_checkpoints_only(db: Database) -> None:
+    for durable, checkpointing in ((False, False), (True, False), (True, True), (False, True)):
+        with db.sessions() as session:
+            begin_writing(session, durable=durable, checkpointing=checkpointing)
+            assert _waits_for_the_disk(session) is durable
+            if db.backend == "sqlite":
+                assert _checkpoints_at_commit(session) is checkpointing
+            post(session, "till:HQ", "transit:1", 1, "a row to commit")
+            session.commit()
+    with db.sessions.begin() as session:  # the next transaction: the defaults again
+        assert _waits_for_the_disk(session)
+        if db.backend == "sqlite":
+            assert _checkpoints_at_commit(session)
+        assert balance(session, "transit:1") == 4
+
+
+def test_wal_checkpoints_copy_the_log_beside_the_writer(db: Database) -> None:
+    """Commits that do not checkpoint leave their pages in the log until the thread copies them."""
+    if db.backend != "sqlite":
+        with WalCheckpoints(db.engine) as checkpoints:
+            checkpoints.request()  # nothing to do: PostgreSQL checkpoints by itself
+        return
+    rows = [("till:HQ", f"transit:{i}", 1, f"{i:0200d}") for i in range(15_000)]
+    with db.sessions() as session:  # the control: a transaction this large checkpoints
+        begin_writing(session)
+        post_all(session, rows)
+        session.commit()
+    before = _database_file_size(db)
+    assert before > WAL_AUTOCHECKPOINT * 4096
+    with WalCheckpoints(db.engine, every=3) as checkpoints:
+        for commit in range(1, 4):
+            with db.sessions() as session:
+                begin_writing(session, checkpointing=False)
+                post_all(session, rows)
+                session.commit()  # each over WAL_AUTOCHECKPOINT pages of log
+            if commit < 3:
+                checkpoints.request()  # the first and second: not yet
+                assert _database_file_size(db) == before
+        checkpoints.request()  # the third: a checkpoint starts in the thread
+    # leaving the block waited for it: the three transactions' pages are in the file
+    assert _database_file_size(db) > before + 3 * WAL_AUTOCHECKPOINT * 4096
