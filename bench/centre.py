@@ -51,7 +51,7 @@ from cardcenter.core.db import (
     upgrade,
 )
 from cardcenter.customers.models import Category, Customer, Meter
-from cardcenter.reconciliation.bulk import import_records
+from cardcenter.reconciliation.bulk import BATCH_SIZE, import_records
 from cardcenter.sales import ledger, services
 from cardcenter.sales.desk import _SALE_VISIT, Desk, SaleStart
 from cardcenter.sales.services import PendingAction
@@ -405,7 +405,7 @@ def main() -> int:
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--sales", type=int, default=5000)
     parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=BATCH_SIZE)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = open_keystore(str(Path(tmp) / "k.json"), passphrase="bench", create=True,

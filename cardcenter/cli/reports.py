@@ -19,7 +19,7 @@ from cardcenter.cli.context import (
 from cardcenter.core.db import transaction, utcnow
 from cardcenter.core.errors import InvalidInputError
 from cardcenter.operators.services import ensure_operator
-from cardcenter.reconciliation.bulk import import_records
+from cardcenter.reconciliation.bulk import BATCH_SIZE, import_records
 from cardcenter.reconciliation.models import FindingStatus
 from cardcenter.reconciliation.services import close_finding, list_findings
 from cardcenter.reports.export import to_csv, to_json, to_text
@@ -73,7 +73,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Re-importing a file reconciles nothing twice.",
     )
     bulk.add_argument("file", type=Path)
-    bulk.add_argument("--batch", type=int, default=1000, help="records per transaction")
+    bulk.add_argument(
+        "--batch", type=int, default=BATCH_SIZE, help="lines per transaction (blank ones count)"
+    )
     add_common(bulk, keys=True)
     bulk.set_defaults(handler=run_import)
 

@@ -80,6 +80,7 @@ from cardcenter.reconciliation.models import (
     WriteBackSource,
 )
 from cardcenter.reconciliation.services import (
+    RECONCILIATION_COLUMNS,
     Assessment,
     Baseline,
     ReconcileSettings,
@@ -90,7 +91,7 @@ from cardcenter.reconciliation.services import (
     copy_rows,
     delivery_memo,
     is_stale,
-    reconciliation_values,
+    reconciliation_row,
     record_values,
     upsert_monthly_usage,
     write_back_digest,
@@ -102,11 +103,15 @@ from cardlayout.errors import CardLayoutError, SecurityError
 from cardlayout.files import History, MeterStatus, WriteBack
 from cardlayout.security.diversify import CardKeys
 
-__all__ = ["ImportSummary", "import_records"]
+__all__ = ["BATCH_SIZE", "ImportSummary", "import_records"]
 
 Progress = Callable[[int, "int | None"], None]
 """``progress(records done, total or None)``, called after each committed batch."""
 
+BATCH_SIZE = 2000
+"""Lines per transaction by default: the fastest of 1,000 to 5,000 in bench/centre.py
+(20,400 write-backs/s at 5,000 against 21,300 at 2,000), and a batch rolled back
+by an error costs little to run again."""
 CHECKPOINT_RECORDS = 10_000
 """Records between checkpoints of SQLite's log (:class:`WalCheckpoints`): a write-back
 adds about 3.5 kB to the log, so it stays near 35 MB (and 100 000 records take ten)."""
@@ -248,6 +253,10 @@ _METER_COLUMNS = (
 )
 
 
+_meter_row = operator.attrgetter(*_METER_COLUMNS, "meter_id")
+"""A baseline's :data:`_METER_COLUMNS` values and then its meter's id (in C): the
+meter row's update, as ``Baseline.meter_values`` gives it to the ORM."""
+
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 """A stand-in for a time a row is given later (it is dropped before the row is written)."""
 
@@ -376,12 +385,17 @@ def _check(keys: CardKeys, chunk: _Chunk, known: Container[str], binder: _Record
     return out
 
 
+_PERIOD_START, _PERIOD_END, _DETAIL, _CREATED_AT = (
+    RECONCILIATION_COLUMNS.index(name)
+    for name in ("period_start", "period_end", "detail", "created_at")
+)
 _RECORD_COLUMNS = tuple(
     name
     for name in (column.name for column in _WRITE_BACKS.c)
     if name not in ("id", "meter_id", "read_at")
 )
 """The ``write_backs`` columns a checked record carries (:attr:`_Parsed.record`)."""
+_WRITTEN_AT = _RECORD_COLUMNS.index("written_at")
 
 
 def _record(line: _Line, write_back: WriteBack, history: History | None) -> tuple[Any, ...]:
@@ -673,8 +687,12 @@ class _Driver:
 
     def bound(self, table: Table, name: str, value: Any) -> Any:
         """``value`` as the driver takes it for column ``name`` of ``table``."""
+        return self.converter(table, name)(value)
+
+    def converter(self, table: Table, name: str) -> Callable[[Any], Any]:
+        """What makes a value of column ``name`` of ``table`` what the driver takes."""
         convert = self._converters(table, (name,))[0]
-        return value if convert is None else convert(value)
+        return convert if convert is not None else _as_it_is
 
     def _tuples(
         self, table: Table, names: Sequence[str], rows: Sequence[dict[str, Any]]
@@ -712,23 +730,25 @@ class _Driver:
         names = list(rows[0])
         copy_rows(self.session, table.name, names, self._tuples(table, names, rows))
 
-    def insert_tuples(
-        self, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> None:
-        """INSERT every row, each a tuple of the values of ``names``."""
-        if rows:
-            copy_rows(self.session, table.name, names, self._converted(table, names, rows))
-
     def update(self, table: Table, rows: Sequence[dict[str, Any]], key: str = "id") -> None:
         """UPDATE each row's columns where ``key`` is the row's ``key`` (one executemany)."""
         if not rows:
             return
         names = [n for n in rows[0] if n != key]
+        get = operator.itemgetter(*names, key)
+        self.update_tuples(table, names, key, [get(row) for row in rows])
+
+    def update_tuples(
+        self, table: Table, names: Sequence[str], key: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        """UPDATE ``names`` where ``key`` is: each row the values of ``names``, then ``key``."""
+        if not rows:
+            return
         sql = (
             f"UPDATE {table.name} SET {', '.join(f'{n} = {self.mark}' for n in names)} "
             f"WHERE {key} = {self.mark}"
         )
-        self.connection.exec_driver_sql(sql, self._tuples(table, [*names, key], rows))
+        self.connection.exec_driver_sql(sql, self._converted(table, [*names, key], rows))
 
     def new_ids(self, table: Table, count: int) -> list[int]:
         """``count`` fresh primary keys of ``table`` for rows about to be inserted.
@@ -749,6 +769,10 @@ class _Driver:
         top = self.connection.exec_driver_sql(f"SELECT max(id) FROM {table.name}").scalar()
         first = int(top or 0) + 1
         return list(range(first, first + count))
+
+
+def _as_it_is(value: _T) -> _T:
+    return value
 
 
 def _converters(
@@ -799,18 +823,24 @@ def _write(
         [(i, meter_id, read_at, *p.record) for i, (p, meter_id) in zip(ids, written, strict=True)],
     )
     rec_ids = db.new_ids(_RECONCILIATIONS, len(fresh))
-    reconciliations = [
-        reconciliation_values(
-            f.customer_id, f.meter_id, wb_id, f.period_start, f.parsed.write_back, f.assessment, now
+    # Each row bound for the driver as it is made: its times are the batch's own
+    # time, the meter's last write-back (few distinct) and the write-back's (bound
+    # already, in the record), and its detail is JSON text.
+    bind_time = db.converter(_RECONCILIATIONS, "period_start")
+    created_at = db.bound(_RECONCILIATIONS, "created_at", now)
+    reconciliations = []
+    for i, f, wb_id in zip(rec_ids, fresh, ids[len(stale) :], strict=True):
+        values = list(
+            reconciliation_row(
+                f.customer_id, f.meter_id, wb_id, None, f.parsed.write_back, f.assessment, now
+            )
         )
-        for f, wb_id in zip(fresh, ids[len(stale) :], strict=True)
-    ]
-    if reconciliations:  # each row's values in the order of the first row's keys
-        db.insert_tuples(
-            _RECONCILIATIONS,
-            ("id", *reconciliations[0]),
-            [(i, *row.values()) for i, row in zip(rec_ids, reconciliations, strict=True)],
-        )
+        values[_PERIOD_START] = bind_time(f.period_start)
+        values[_PERIOD_END] = f.parsed.record[_WRITTEN_AT]
+        values[_DETAIL] = _compact_json(values[_DETAIL])
+        values[_CREATED_AT] = created_at
+        reconciliations.append((i, *values))
+    copy_rows(session, _RECONCILIATIONS.name, ("id", *RECONCILIATION_COLUMNS), reconciliations)
 
     posted_at = db.bound(_JOURNAL, "at", now)
     entries: list[tuple[Any, ...]] = []
@@ -854,7 +884,7 @@ def _write(
     db.insert(_FINDINGS, findings)
     db.update(_SALES, delivered)
     moved = sorted({f.parsed.write_back.meter_no for f in fresh})
-    db.update(_METERS, [{**bases[no].meter_values(), "id": bases[no].meter_id} for no in moved])
+    db.update_tuples(_METERS, _METER_COLUMNS, "id", [_meter_row(bases[no]) for no in moved])
     upsert_monthly_usage(session, [(m, month, q) for (m, month), q in months.items()])
     return len(findings)
 
@@ -1240,7 +1270,7 @@ def import_records(
     *,
     total: int | None = None,
     progress: Progress | None = None,
-    batch_size: int = 1000,
+    batch_size: int = BATCH_SIZE,
     settings: ReconcileSettings = DEFAULT_SETTINGS,
     side_by_side: bool = True,
 ) -> ImportSummary:

@@ -75,6 +75,7 @@ from cardcenter.tariffs.services import tariff_of, version_at
 from cardlayout.files import MAX_EVENTS, MONTHS, EventCode, History, MeterStatus, WriteBack
 
 __all__ = [
+    "RECONCILIATION_COLUMNS",
     "Assessment",
     "Baseline",
     "ReconcileResult",
@@ -91,6 +92,7 @@ __all__ = [
     "list_findings",
     "monthly_usages",
     "reconcile_write_back",
+    "reconciliation_row",
     "reconciliation_values",
     "record_values",
     "upsert_monthly_usage",
@@ -700,6 +702,60 @@ def record_values(
     }
 
 
+RECONCILIATION_COLUMNS = (
+    "write_back_id",
+    "meter_id",
+    "customer_id",
+    "period_start",
+    "period_end",
+    "energy",
+    "delivered",
+    "consumed",
+    "implied_min",
+    "implied_max",
+    "overdraft_used",
+    "illegal_cards",
+    "relay_events",
+    "tamper_events",
+    "findings",
+    "detail",
+    "created_at",
+)
+"""The ``reconciliations`` columns :func:`reconciliation_row` gives, in its order."""
+
+
+def reconciliation_row(
+    base_customer_id: int,
+    meter_id: int,
+    write_back_id: int,
+    period_start: datetime | None,
+    write_back: WriteBack,
+    a: Assessment,
+    created_at: datetime,
+) -> tuple[Any, ...]:
+    """The ``reconciliations`` row of an assessment: values of :data:`RECONCILIATION_COLUMNS`."""
+    implied = a.implied
+    return (
+        write_back_id,
+        meter_id,
+        base_customer_id,
+        period_start,
+        write_back.written_at,
+        a.energy,
+        a.delivered_credit,
+        a.consumed,
+        implied[0] if implied else None,
+        implied[1] if implied else None,
+        write_back.overdraft_used,
+        a.illegal_cards,
+        a.relay_events,
+        a.tamper_events,
+        len(a.findings),
+        a.detail,
+        created_at,
+    )
+
+
 def reconciliation_values(
     base_customer_id: int,
     meter_id: int,
@@ -709,26 +765,16 @@ def reconciliation_values(
     a: Assessment,
     created_at: datetime,
 ) -> dict[str, Any]:
-    """The ``reconciliations`` row of an assessment."""
-    return {
-        "write_back_id": write_back_id,
-        "meter_id": meter_id,
-        "customer_id": base_customer_id,
-        "period_start": period_start,
-        "period_end": write_back.written_at,
-        "energy": a.energy,
-        "delivered": a.delivered_credit,
-        "consumed": a.consumed,
-        "implied_min": a.implied[0] if a.implied else None,
-        "implied_max": a.implied[1] if a.implied else None,
-        "overdraft_used": write_back.overdraft_used,
-        "illegal_cards": a.illegal_cards,
-        "relay_events": a.relay_events,
-        "tamper_events": a.tamper_events,
-        "findings": len(a.findings),
-        "detail": a.detail,
-        "created_at": created_at,
-    }
+    """The ``reconciliations`` row of an assessment, by column name (:func:`reconciliation_row`)."""
+    return dict(
+        zip(
+            RECONCILIATION_COLUMNS,
+            reconciliation_row(
+                base_customer_id, meter_id, write_back_id, period_start, write_back, a, created_at
+            ),
+            strict=True,
+        )
+    )
 
 
 def insert_rows(

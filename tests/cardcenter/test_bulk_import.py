@@ -38,7 +38,7 @@ from cardcenter.reconciliation.models import (
     WriteBackRecord,
     WriteBackSource,
 )
-from cardcenter.reconciliation.services import record_values, write_back_digest
+from cardcenter.reconciliation.services import Baseline, record_values, write_back_digest
 from cardcenter.sales import ledger
 from cardcenter.sales.ledger import JournalEntry
 from cardcenter.sales.models import Sale, SaleStatus
@@ -633,3 +633,10 @@ def test_an_error_in_the_checking_process_is_raised_here(
         import_records(db.sessions, keys, run.lines, batch_size=5)
     assert table_count(db, WriteBackRecord) == 5
     assert multiprocessing.active_children() == []
+
+
+def test_a_meters_update_sets_what_its_baseline_gives_the_orm() -> None:
+    base = Baseline(*range(1, 19))
+    row = bulk._meter_row(base)
+    assert dict(zip(bulk._METER_COLUMNS, row[:-1], strict=True)) == base.meter_values()
+    assert row[-1] == base.meter_id
