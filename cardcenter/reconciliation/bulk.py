@@ -202,6 +202,8 @@ class _Checked:
     """(line, digest if the line was a record, reason), in line order."""
     known: int = 0
     """Lines skipped as stored before (only when a set of known digests was given)."""
+    meter_nos: list[str] = field(default_factory=list)
+    """The meters of :attr:`parsed`, sorted (:attr:`parsed` is in ``written_at`` order)."""
 
 
 @dataclass(slots=True)
@@ -382,7 +384,15 @@ def _check(keys: CardKeys, chunk: _Chunk, known: Container[str], binder: _Record
                 )
             )
     binder.bind(out.parsed)
+    # Each meter's records in the order the meter wrote them (sort is stable),
+    # and the meters, for the books: what the writing process needs first.
+    out.parsed.sort(key=_written_at)
+    out.meter_nos = sorted({p.write_back.meter_no for p in out.parsed})
     return out
+
+
+def _written_at(parsed: _Parsed) -> datetime:
+    return parsed.write_back.written_at
 
 
 _PERIOD_START, _PERIOD_END, _DETAIL, _CREATED_AT = (
@@ -934,12 +944,11 @@ def _import_batch(
             duplicates += 1
         else:
             refused.append((number, reason))
+    # In written_at order (_check), so each meter's records come in the order it wrote them.
     parsed = [p for p in checked.parsed if p.digest not in stored]
     duplicates += len(checked.parsed) - len(parsed)
-    # Each meter's records in the order the meter wrote them (sort is stable).
-    parsed.sort(key=lambda p: p.write_back.written_at)
 
-    bases = _baselines(session, sorted({p.write_back.meter_no for p in parsed}))
+    bases = _baselines(session, checked.meter_nos)
     _tampered(session, bases)
     meter_ids = sorted(b.meter_id for b in bases.values())
     transit = _in_transit(session, meter_ids)
