@@ -93,7 +93,6 @@ __all__ = [
     "monthly_usages",
     "reconcile_write_back",
     "reconciliation_row",
-    "reconciliation_values",
     "record_values",
     "upsert_monthly_usage",
     "write_back_digest",
@@ -756,27 +755,6 @@ def reconciliation_row(
     )
 
 
-def reconciliation_values(
-    base_customer_id: int,
-    meter_id: int,
-    write_back_id: int,
-    period_start: datetime | None,
-    write_back: WriteBack,
-    a: Assessment,
-    created_at: datetime,
-) -> dict[str, Any]:
-    """The ``reconciliations`` row of an assessment, by column name (:func:`reconciliation_row`)."""
-    return dict(
-        zip(
-            RECONCILIATION_COLUMNS,
-            reconciliation_row(
-                base_customer_id, meter_id, write_back_id, period_start, write_back, a, created_at
-            ),
-            strict=True,
-        )
-    )
-
-
 def insert_rows(
     session: Session,
     table: str,
@@ -945,7 +923,15 @@ def reconcile_write_back(
     session.add(record)
     session.flush()
     reconciliation = Reconciliation(
-        **reconciliation_values(customer.id, meter.id, record.id, period_start, write_back, a, now)
+        **dict(
+            zip(
+                RECONCILIATION_COLUMNS,
+                reconciliation_row(
+                    customer.id, meter.id, record.id, period_start, write_back, a, now
+                ),
+                strict=True,
+            )
+        )
     )
     session.add(reconciliation)
     session.flush()
