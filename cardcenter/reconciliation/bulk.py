@@ -1058,10 +1058,9 @@ def _serve(
     (it is on between batches: the fork was made while the parent held it).
 
     It ends when the parent's end of the pipe closes. The fork inherits that
-    end too, so it closes its copy first:
-    otherwise the pipe would never report end-of-file here (the parent once
-    waited a second for this process at the end of every import, then
-    killed it).
+    end too, so it closes its copy first: otherwise the pipe would never
+    report end-of-file here (the parent once waited a second for this
+    process at the end of every import, then killed it).
     """
     parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -1210,8 +1209,9 @@ class _Committer:
     transaction still begins only after :meth:`finish` has seen this one
     committed: each batch is read and written in a transaction of its own,
     in order, as without the thread. The batches do not checkpoint SQLite's
-    log in their commits (:func:`begin_writing`): after each commit,
-    ``checkpoints`` copies it into the database beside the next batch.
+    log in their commits (:func:`begin_writing`): told of each commit,
+    ``checkpoints`` copies the log into the database now and then, beside
+    the batches that follow.
     """
 
     def __init__(self, checkpoints: WalCheckpoints) -> None:
@@ -1294,6 +1294,10 @@ def import_records(
     database itself propagate: the batches committed before stay, and
     importing the same file again finishes the rest. An error reading
     ``lines`` propagates once the whole batches read before it are written.
+    Every batch but the last commits without waiting for the disk; the
+    last one's commit flushes the log with them all, so when the import
+    returns everything is on disk, and an import cut short by a power cut
+    is run again like any other.
 
     ``side_by_side`` checks the records (decoding, keys, MACs) in a second
     process while this one writes the books, when the key store allows it
