@@ -692,16 +692,13 @@ class _Driver:
         self.dialect = self.connection.dialect
         self.mark = "?" if self.dialect.paramstyle == "qmark" else "%s"
 
-    def _converters(self, table: Table, names: Sequence[str]) -> list[Callable[[Any], Any] | None]:
-        return _converters(self.dialect, table, names)
-
     def bound(self, table: Table, name: str, value: Any) -> Any:
         """``value`` as the driver takes it for column ``name`` of ``table``."""
         return self.converter(table, name)(value)
 
     def converter(self, table: Table, name: str) -> Callable[[Any], Any]:
         """What makes a value of column ``name`` of ``table`` what the driver takes."""
-        convert = self._converters(table, (name,))[0]
+        convert = _converters(self.dialect, table, (name,))[0]
         return convert if convert is not None else _as_it_is
 
     def _tuples(
@@ -725,7 +722,7 @@ class _Driver:
         Column by column (transposed by ``zip``, in C): most columns need no
         processing at all.
         """
-        converters = [(i, c) for i, c in enumerate(self._converters(table, names)) if c]
+        converters = [(i, c) for i, c in enumerate(_converters(self.dialect, table, names)) if c]
         if not converters or not values:
             return values
         columns = list(zip(*values, strict=True))
