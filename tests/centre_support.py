@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from cardlayout.security.keystore import KeyStore, init_master_keys, open_keystore
 
 KEYSTORE_PASSPHRASE = "centre tests"
+PG_URL = os.environ.get("CARDCENTER_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
+"""The PostgreSQL the tests use (CI runs every database test on it as well as on SQLite)."""
 
 
 @dataclass

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from centre_support import Database, make_keystore
+from centre_support import PG_URL, Database, make_keystore
 from sqlalchemy import text
 
 from cardcenter.core.db import Base, make_engine, session_factory, upgrade
@@ -146,7 +146,6 @@ class _machine_lock:
         os.close(self.fd)
 
 
-PG_URL = os.environ.get("CARDCENTER_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
 
 

@@ -89,9 +89,10 @@ class Prepared:
         dialect = connection.dialect
         compiled = self.compiled(dialect)
         arguments = compiled.arguments(params or {})
-        driver: Any = _driver(connection) if begin else connection.connection.driver_connection
         try:
-            return driver.execute(compiled.sql, arguments)
+            if begin:
+                return _driver(connection).execute(compiled.sql, arguments)
+            return _alone(connection, compiled.sql, arguments)
         except dialect.loaded_dbapi.Error as exc:
             raise _wrapped(connection, compiled.sql, arguments, exc) from exc
 
@@ -131,8 +132,10 @@ class Prepared:
         For a read that one statement answers, on a connection that has
         begun nothing: on SQLite (in autocommit here, :mod:`cardcenter.core.db`)
         it then takes no write lock, which every transaction there takes at
-        its start. PostgreSQL's driver opens a transaction of its own, which
-        the pool rolls back when the connection goes back to it.
+        its start. On PostgreSQL it runs in the driver's autocommit: one round
+        trip, where a transaction would add a BEGIN and the pool's ROLLBACK,
+        and that ROLLBACK makes psycopg drop every statement it has prepared
+        on the connection (with a ``DEALLOCATE ALL``, a third round trip).
         """
         if connection.in_transaction():
             raise RuntimeError("first_alone is for a connection that has begun no transaction")
@@ -171,6 +174,19 @@ def _driver(connection: Connection) -> Any:
     if not connection.in_transaction():
         connection.begin()
     return connection.connection.driver_connection
+
+
+def _alone(connection: Connection, sql: str, arguments: Any) -> Any:
+    """Run ``sql`` on ``connection``'s driver as a statement of its own (see ``first_alone``)."""
+    driver: Any = connection.connection.driver_connection
+    if connection.dialect.name != "postgresql":
+        return driver.execute(sql, arguments)  # SQLite's is in autocommit here already
+    driver.autocommit = True
+    try:
+        return driver.execute(sql, arguments)
+    finally:
+        if not driver.closed:
+            driver.autocommit = False
 
 
 def _compile(statement: Executable, dialect: Dialect, column_keys: list[str] | None) -> _Compiled:
