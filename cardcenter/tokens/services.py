@@ -521,7 +521,9 @@ def trial_vend(
     """
     pan = check_pan(pan)
     _check_tendered(tendered)
-    with sessions() as session:
+    # Ended by a COMMIT, which writes nothing here: a ROLLBACK would make
+    # psycopg forget the statements it prepared on the connection (PostgreSQL).
+    with transaction(sessions) as session:
         priced = quote_vend(session, pan, tendered, at)
         sections = len(plan_batch(store, priced.meter, at).key_change())
         meter = priced.meter
@@ -770,7 +772,7 @@ def reprint(
     """The tokens of a sale or a request exactly as they were issued."""
     if (sale_id is None) == (request_id is None):
         raise InvalidInputError("reprint", "give either a sale id or a request id")
-    with sessions() as session:
+    with transaction(sessions) as session:  # a COMMIT, as the trial's (trial_vend)
         if sale_id is not None:
             request = session.scalar(
                 select(TokenRecord.request_id).where(TokenRecord.sale_id == sale_id).limit(1)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from centre_support import Database
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 from test_tokens import PAN, Keypad
 
@@ -76,6 +76,23 @@ def test_a_trial_refuses_what_the_vend_refuses(db: Database, keys: CardKeys) -> 
         with pytest.raises(InvalidInputError, match="not an amount"):
             trial(keypad, amount)
     assert books(keypad) == (0, 0, 0, None)
+
+
+def test_the_trial_and_the_reprint_end_their_reads_with_a_commit(keypad: Keypad) -> None:
+    """Not the ROLLBACK a closed session sends: at each ROLLBACK psycopg forgets every
+    statement it prepared on the connection, so a payment channel's trials between its
+    sales would have kept the sales' statements from ever staying prepared (PostgreSQL)."""
+    sold = keypad.vend(10000, "read-1")
+    ended: list[str] = []
+    for outcome in ("after_commit", "after_rollback"):
+        event.listen(keypad.db.sessions, outcome, lambda _s, o=outcome: ended.append(o))
+    trial(keypad, 5000)
+    services.reprint(keypad.db.sessions, sale_id=sold["sale"]["id"])
+    services.reprint(keypad.db.sessions, request_id="read-1")
+    assert ended == ["after_commit"] * 3
+    with pytest.raises(NotFoundError):
+        services.reprint(keypad.db.sessions, request_id="never")
+    assert ended[-1] == "after_rollback"  # a refusal still ends its transaction
 
 
 def test_a_new_vend_answers_as_its_replay_does(keypad: Keypad) -> None:
