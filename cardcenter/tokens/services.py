@@ -146,6 +146,10 @@ _METER_OF_PAN = (
 )
 _METER = Prepared(_METER_OF_PAN)
 _METER_LOCKED = Prepared(_METER_OF_PAN.with_for_update(of=Meter))
+_METER_PRICED = _METER_OF_PAN.add_columns(planning.TARIFF_IN_FORCE, planning.TARIFF_SCHEDULED)
+_METER_TO_PRICE = Prepared(_METER_PRICED)
+_METER_TO_PRICE_LOCKED = Prepared(_METER_PRICED.with_for_update(of=Meter))
+"""The meter with the ids of its customer's tariff versions in force at ``at`` and next."""
 
 
 def find_keypad_meter(session: Session, pan: str, *, lock: bool = False) -> Meter:
@@ -156,15 +160,22 @@ def find_keypad_meter(session: Session, pan: str, *, lock: bool = False) -> Mete
     desks vending to one meter take turns, so each computes its TID from the
     other's. The customer comes in the same query: every caller reads it.
     """
-    pan = check_pan(pan)
-    loaded = _KEYPAD_OBJECTS.load(session, _METER_LOCKED if lock else _METER, {"pan": pan})
+    return _keypad_meter(session, _METER_LOCKED if lock else _METER, {"pan": check_pan(pan)})[0]
+
+
+def _keypad_meter(
+    session: Session, statement: Prepared, params: dict[str, Any]
+) -> tuple[Meter, Sequence[Any]]:
+    """As :func:`find_keypad_meter`, by ``statement``: the meter and the row's other columns."""
+    pan = params["pan"]
+    loaded = _KEYPAD_OBJECTS.load(session, statement, params)
     meter: Meter | None = loaded[0][0] if loaded is not None else None
-    if meter is None or meter.kind != MeterKind.KEYPAD:
+    if loaded is None or meter is None or meter.kind != MeterKind.KEYPAD:
         raise NotFoundError(f"no keypad meter has PAN {pan}")
     if meter.status != MeterStatus.ACTIVE or meter.customer is None:
         raise ConflictError(f"meter {pan} is no longer in service: no tokens are issued for it")
     ensure_active(meter.customer)
-    return meter
+    return meter, loaded[1]
 
 
 def operator_at(session: Session, desk: Desk, role: Role | None = None) -> Operator:
@@ -488,12 +499,18 @@ def quote_vend(
     this month's earlier tokens counted (:mod:`cardcenter.tokens.energy`).
     ``lock`` holds the meter's row for the vend that follows.
     """
-    meter = find_keypad_meter(session, pan, lock=lock)
+    # The meter's look-up also picks the tariff versions in force and next (one
+    # statement instead of two).
+    meter, (in_force, scheduled) = _keypad_meter(
+        session,
+        _METER_TO_PRICE_LOCKED if lock else _METER_TO_PRICE,
+        {"pan": check_pan(pan), "at": at},
+    )
     customer = meter.customer
     assert customer is not None
     # (not the desk's tariff cache: a vend refused after loading a version rolls
     # back, which would leave the cached version expired and detached)
-    version = planning.tariffs_at(session, customer, at)[0]
+    version = planning.tariffs_at(session, customer, at, choice=(in_force, scheduled))[0]
     months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
     quote = pricing.quote(version, tendered, months)
     before = vended_this_month(session, meter, at)

@@ -9,20 +9,24 @@ and the other read back.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from centre_support import Database
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
-from test_tokens import PAN, Keypad
+from test_tokens import PAN, PRICE, Keypad
 
 from cardcenter.core.db import transaction
 from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
-from cardcenter.customers.models import Meter
+from cardcenter.customers.models import Customer, Meter
 from cardcenter.operators.services import ensure_operator
 from cardcenter.sales.ledger import JournalEntry
 from cardcenter.sales.models import Sale
+from cardcenter.tariffs.models import TariffKind
+from cardcenter.tariffs.services import add_tariff
 from cardcenter.tokens import services
 from cardcenter.tokens.models import TokenRecord
 from cardlayout.security.diversify import CardKeys
@@ -76,6 +80,32 @@ def test_a_trial_refuses_what_the_vend_refuses(db: Database, keys: CardKeys) -> 
         with pytest.raises(InvalidInputError, match="not an amount"):
             trial(keypad, amount)
     assert books(keypad) == (0, 0, 0, None)
+
+
+def test_a_vend_and_a_trial_are_priced_by_the_version_in_force_at_their_moment(
+    keypad: Keypad,
+) -> None:
+    """The meter's look-up picks the versions in force and next in the same statement:
+    a scheduled version takes over at its start, and a tariff of the customer's own
+    comes before the category's."""
+    change = keypad.now + timedelta(days=2)
+    with transaction(keypad.db.sessions) as session:
+        add_tariff(session, "home", TariffKind.FLAT, {"rate_prices": [2 * PRICE]},
+                   category="residential", active_from=change, now=keypad.now)  # fmt: skip
+    before = keypad.vend(10000, "price-1")
+    assert before["sale"]["tariff"] == "home v1"
+    keypad.now = change
+    assert trial(keypad, 10000)["sale"]["tariff"] == "home v2"
+    after = keypad.vend(10000, "price-2")
+    assert after["sale"]["tariff"] == "home v2"
+    assert 2 * Decimal(after["energy"]["kwh"]) == Decimal(before["energy"]["kwh"])
+
+    with transaction(keypad.db.sessions) as session:
+        own = add_tariff(session, "own", TariffKind.FLAT, {"rate_prices": [PRICE // 2]},
+                         active_from=keypad.now - timedelta(days=1), now=keypad.now)  # fmt: skip
+        session.get_one(Customer, keypad.customer_id).tariff_id = own.tariff_id
+    assert trial(keypad, 10000)["sale"]["tariff"] == "own v1"
+    assert keypad.vend(10000, "price-3")["sale"]["tariff"] == "own v1"
 
 
 def test_the_trial_and_the_reprint_end_their_reads_with_a_commit(keypad: Keypad) -> None:
