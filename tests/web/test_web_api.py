@@ -23,7 +23,7 @@ import pytest
 import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from werkzeug.test import TestResponse
 
 from cardcenter.cards.issuing import issue_card
@@ -416,6 +416,27 @@ def test_a_card_write_cut_short_is_finished_by_repeating_the_request(world: ApiW
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.get_json()["sale"]["status"] == "written"
     assert world.count(Sale) == 3 and world.till("bank") == -6000
+
+
+def test_a_repeated_card_sale_reads_the_books_without_rolling_back(world: ApiWorld) -> None:
+    """Its reads (the card's pending write, the sale as it stands) end with a COMMIT: at a
+    ROLLBACK psycopg drops every statement it prepared on the connection (PostgreSQL)."""
+    terminal, first = world.card_sale("roll-1", "20")
+    terminal.relay(first.get_json()["card_write"])
+    rollbacks: list[object] = []
+    engine = state(world.app).engine
+
+    def rolled_back(connection: object) -> None:
+        rollbacks.append(connection)
+
+    event.listen(engine, "rollback", rolled_back)
+    try:
+        terminal, repeated = world.card_sale("roll-1", "20")
+    finally:
+        event.remove(engine, "rollback", rolled_back)
+    assert repeated.status_code == 200, repeated.text
+    assert repeated.get_json()["card_write"]["action"] == "sale"  # the card is asked to prove it
+    assert rollbacks == []
 
 
 def test_a_write_the_card_seems_to_hold_is_proved_by_the_card_not_by_the_files(

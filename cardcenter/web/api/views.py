@@ -275,7 +275,9 @@ def _write_to_prove(
     """
     if reading.blank:
         return None
-    with state().sessions() as session:
+    # A read ended by a COMMIT (writing nothing), not by a closed session's ROLLBACK,
+    # at which psycopg would drop the connection's prepared statements (PostgreSQL).
+    with transaction(state().sessions) as session:
         card = session.execute(
             select(Card).where(Card.serial == reading.serial)
         ).scalar_one_or_none()
@@ -556,7 +558,7 @@ def _own_sale(sale_id: int, *, token: bool) -> Sale:
 
 def _described(sale_id: int, **extra: Any) -> dict[str, Any]:
     """A card sale as it stands, with its account and card."""
-    with state().sessions() as session:
+    with transaction(state().sessions) as session:  # a COMMIT, as in _write_to_prove
         sale = session.get_one(Sale, sale_id)
         card, customer, meter = session.execute(
             select(Card, Customer, Meter)
