@@ -14,6 +14,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import pickle
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -589,6 +590,23 @@ def test_one_batch_is_checked_here(
     monkeypatch.setattr(bulk._Checker, "__init__", refuse)
     summary = import_records(db.sessions, keys, run.lines, batch_size=len(run.lines))
     assert summary.reconciled == METERS * DAYS
+
+
+def test_a_checked_batch_crosses_the_pipe_unchanged(db: Database, keys: CardKeys, run: Run) -> None:
+    """Each record is pickled as its fields in order (``_Parsed.__reduce__``), the cheap
+    way for the writing process to receive it; nothing may be lost or reordered."""
+    chunk = bulk._Chunk(1, ["", *run.lines])
+    checked = bulk._check(keys, chunk, (), bulk._RecordBinder(db.engine.dialect))
+    assert len(checked.parsed) == len(run.lines) == METERS * DAYS
+    received = pickle.loads(pickle.dumps(checked, protocol=pickle.HIGHEST_PROTOCOL))
+    assert received == checked
+    for sent, got in zip(checked.parsed, received.parsed, strict=True):
+        assert dataclasses.astuple(got) == dataclasses.astuple(sent)
+        assert type(got.write_back) is type(sent.write_back) and got.record == sent.record
+    assert checked.parsed[0].__reduce__() == (
+        bulk._Parsed,
+        tuple(getattr(checked.parsed[0], f.name) for f in dataclasses.fields(bulk._Parsed)),
+    )
 
 
 def _in_the_child(action: Callable[[], None]) -> Callable[..., Any]:
