@@ -146,10 +146,24 @@ _METER_OF_PAN = (
 )
 _METER = Prepared(_METER_OF_PAN)
 _METER_LOCKED = Prepared(_METER_OF_PAN.with_for_update(of=Meter))
-_METER_PRICED = _METER_OF_PAN.add_columns(planning.TARIFF_IN_FORCE, planning.TARIFF_SCHEDULED)
-_METER_TO_PRICE = Prepared(_METER_PRICED)
-_METER_TO_PRICE_LOCKED = Prepared(_METER_PRICED.with_for_update(of=Meter))
+_TARIFF_PICKS = (planning.TARIFF_IN_FORCE, planning.TARIFF_SCHEDULED)
+_METER_TO_PRICE = Prepared(_METER_OF_PAN.add_columns(*_TARIFF_PICKS))
 """The meter with the ids of its customer's tariff versions in force at ``at`` and next."""
+_METER_TO_SELL = Prepared(
+    select(*_KEYPAD_OBJECTS.columns)
+    .join_from(Meter, Customer, Customer.id == Meter.customer_id)
+    .where(Meter.sts_pan == bindparam("pan"))
+    .add_columns(*_TARIFF_PICKS)
+    .with_for_update(of=(Meter, Customer))
+)
+""":data:`_METER_TO_PRICE` for a vend, the meter's row and its customer's locked.
+
+The customer's too: a vend may pay the customer's fixed charges, and on
+PostgreSQL a vend that waited for another one's lock on the meter would
+otherwise read the customer as it was before that vend paid them, and
+charge them again. (An inner join: PostgreSQL locks no row of an outer
+join's nullable side; a meter without a customer sells nothing anyway.)
+"""
 
 
 def find_keypad_meter(session: Session, pan: str, *, lock: bool = False) -> Meter:
@@ -167,8 +181,29 @@ def _keypad_meter(
     session: Session, statement: Prepared, params: dict[str, Any]
 ) -> tuple[Meter, Sequence[Any]]:
     """As :func:`find_keypad_meter`, by ``statement``: the meter and the row's other columns."""
-    pan = params["pan"]
-    loaded = _KEYPAD_OBJECTS.load(session, statement, params)
+    return _in_service(_KEYPAD_OBJECTS.load(session, statement, params), params["pan"])
+
+
+def _meter_to_sell(session: Session, params: dict[str, Any]) -> tuple[Meter, Sequence[Any]]:
+    """:data:`_METER_TO_SELL`'s meter (locked, with its customer) and tariff picks.
+
+    Its inner join finds no row for a meter without a customer, nor for an
+    unknown PAN; the unlocked look-up then says which, in a sentence.
+    """
+    loaded = _KEYPAD_OBJECTS.load(session, _METER_TO_SELL, params)
+    if loaded is None:
+        _keypad_meter(session, _METER_TO_PRICE, params)  # raises, saying why
+        raise ConflictError(
+            f"meter {params['pan']} was given a customer while this vend looked it up: "
+            "nothing was issued, repeat the request"
+        )
+    return _in_service(loaded, params["pan"])
+
+
+def _in_service(
+    loaded: tuple[list[Any], Sequence[Any]] | None, pan: str
+) -> tuple[Meter, Sequence[Any]]:
+    """The keypad meter of a looked-up row, if it is in service, and the row's other columns."""
     meter: Meter | None = loaded[0][0] if loaded is not None else None
     if loaded is None or meter is None or meter.kind != MeterKind.KEYPAD:
         raise NotFoundError(f"no keypad meter has PAN {pan}")
@@ -501,11 +536,11 @@ def quote_vend(
     """
     # The meter's look-up also picks the tariff versions in force and next (one
     # statement instead of two).
-    meter, (in_force, scheduled) = _keypad_meter(
-        session,
-        _METER_TO_PRICE_LOCKED if lock else _METER_TO_PRICE,
-        {"pan": check_pan(pan), "at": at},
-    )
+    params = {"pan": check_pan(pan), "at": at}
+    if lock:
+        meter, (in_force, scheduled) = _meter_to_sell(session, params)
+    else:
+        meter, (in_force, scheduled) = _keypad_meter(session, _METER_TO_PRICE, params)
     customer = meter.customer
     assert customer is not None
     # (not the desk's tariff cache: a vend refused after loading a version rolls

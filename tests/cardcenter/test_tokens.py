@@ -9,6 +9,7 @@ base-date rollover. The books are checked against what was paid.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
@@ -17,10 +18,12 @@ import pytest
 from centre_support import Database
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from cardcenter.core.db import transaction
 from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
+from cardcenter.customers.models import Meter
 from cardcenter.customers.services import open_account, open_keypad_account
 from cardcenter.operators.models import Role
 from cardcenter.operators.services import NotAllowedError, ensure_operator
@@ -452,6 +455,74 @@ def test_tou_plus_stepped_adds_the_block_surcharge(db: Database, keys: CardKeys)
     keypad = Keypad(db, keys, base_date=2014, tariff=both)
     # average 0.45; 10 kWh at 0.45 = 4.50, then 0.50 buys 1 kWh at 0.50
     assert keypad.vend(500)["energy"]["kwh"] == "11.0"
+
+
+def test_a_vend_that_waited_for_another_on_its_meter_does_not_charge_its_months_again(
+    db: Database, keys: CardKeys
+) -> None:
+    """The second of two vends racing on one meter waits for the first to commit; it must
+    then price with the customer as the first left it (the months paid), not as it read it
+    before waiting. On PostgreSQL it read the customer's old row and charged them twice."""
+    keypad = Keypad(db, keys, base_date=2014, fixed_monthly=500)
+    other = keypad.desk_for("bob")
+    first_inside, second_waits = threading.Event(), threading.Event()
+    holder: list[int] = []
+    results: dict[str, dict[str, Any]] = {}
+
+    def hold(session: Session, _result: dict[str, Any]) -> None:
+        if db.backend == "postgresql":
+            holder.append(
+                session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            )
+        first_inside.set()
+        assert second_waits.wait(10), "the second vend never came to wait"
+
+    def sell(name: str, desk: Desk, record: Any = None) -> None:
+        results[name] = services.vend(desk, PAN, 5000, name, record=record)
+
+    first = threading.Thread(target=sell, args=("first", keypad.desk, hold))
+    first.start()
+    assert first_inside.wait(10)
+    second = threading.Thread(target=sell, args=("second", other))
+    second.start()
+    if db.backend == "postgresql":  # the second vend waits for the first one's locks
+        deadline = time.monotonic() + 10
+        with db.engine.connect() as conn:
+            waiting = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+            )
+            while not conn.execute(waiting, {"pid": holder[0]}).scalar_one():
+                assert time.monotonic() < deadline, "the second vend did not wait for the first"
+                conn.rollback()
+                time.sleep(0.02)
+    else:  # SQLite: its transaction waits for the write lock at its BEGIN
+        time.sleep(0.3)
+    second_waits.set()
+    first.join()
+    second.join()
+    assert set(results) == {"first", "second"}
+    assert results["first"]["sale"]["fixed_charge"] == "15.00"
+    assert results["second"]["sale"]["fixed_charge"] == "0.00"
+    assert results["second"]["sale"]["months"] == []
+    with db.sessions() as session:
+        assert ledger.balance(session, ledger.FIXED) == 1500
+    for name in ("first", "second"):
+        keypad.enter_all(results[name])
+    keypad.check_conservation()
+
+
+def test_a_meter_that_cannot_be_sold_to_is_refused_by_the_vend_in_a_sentence(
+    db: Database, keys: CardKeys
+) -> None:
+    """The vend's locked look-up joins the customer; without one the sentence is still the
+    unlocked look-up's."""
+    keypad = Keypad(db, keys, base_date=2014)
+    with transaction(db.sessions) as session:
+        session.scalars(select(Meter).where(Meter.sts_pan == PAN)).one().customer_id = None
+    with pytest.raises(ConflictError, match="no longer in service"):
+        keypad.vend(1000)
+    with pytest.raises(NotFoundError, match="no keypad meter has PAN"):
+        services.vend(keypad.desk, OTHER_PAN, 1000)
 
 
 def test_fixed_charges_and_tax_as_for_cards_and_the_journal_balances(
