@@ -532,7 +532,7 @@ def quote_vend(
     By the tariff in force (fixed charges first, then tax included,
     :func:`cardcenter.tariffs.pricing.quote`), the credit made energy with
     this month's earlier tokens counted (:mod:`cardcenter.tokens.energy`).
-    ``lock`` holds the meter's row for the vend that follows.
+    ``lock`` holds the meter's row and its customer's for the vend that follows.
     """
     # The meter's look-up also picks the tariff versions in force and next (one
     # statement instead of two).
