@@ -112,11 +112,13 @@ BATCH_SIZE = 10_000
 """Lines per transaction by default. A batch's commit writes every page it touched
 to SQLite's log, and the write-backs' digest index takes its records at random
 places, so nearly every page of that index is written again at each commit:
-fewer, larger batches write it less often. Importing 100,000 records, two runs
-each: 16,600 to 17,500 write-backs/s at 10,000 lines, 16,100 to 16,600 at 5,000,
-14,200 to 14,400 at 2,000, and 15,100 to 16,000 at 20,000 (the first batch is
-checked before the two processes overlap). A batch rolled back by an error is
-still quick to run again."""
+fewer, larger batches write it less often. Importing 100,000 records into
+copies of one database, alternating on a noisy machine: 15,600 to 17,600
+write-backs/s at 10,000 lines (eight runs; the writing process 56 to 64 µs a
+write-back), 13,600 to 17,400 at 2,000 (six runs; 58 to 76 µs), 16,100 to
+16,600 at 5,000 and 15,100 to 16,000 at 20,000 (two runs each; the first batch
+is checked before the two processes overlap). A batch rolled back by an error
+is still quick to run again."""
 CHECKPOINT_RECORDS = 10_000
 """Records between checkpoints of SQLite's log (:class:`WalCheckpoints`): a write-back
 adds about 3.5 kB to the log, so it stays near 35 MB (and 100 000 records take ten)."""
