@@ -35,7 +35,13 @@ from cardcenter.sales.desk import (
     same_request,
 )
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
-from cardcenter.sales.services import PendingAction, Visit, sale_result
+from cardcenter.sales.services import (
+    PENDING_FIELDS,
+    PendingAction,
+    Visit,
+    change_card,
+    sale_result,
+)
 from cardcenter.tariffs import pricing
 from cardlayout.card.operations import PurchaseWrite
 from cardlayout.card.snapshot import CardSnapshot, read_snapshot
@@ -274,10 +280,16 @@ def _replacement_of(
         assert old.pending_count is not None and old.pending_amount is not None
         count, amount = old.pending_count, old.pending_amount
         sale_id = old.pending_sale_id
-    old.pending_action = old.pending_sale_id = None
-    old.pending_count = old.pending_amount = None
-    old.status = CardStatus.LOST if reason == "lost" else CardStatus.REPLACED
-    old.status_changed_at = desk.clock()
+    # Retired only as it was read: a recovery cancelling its pending sale, or
+    # another desk's write, at this moment makes this replacement the one refused.
+    change_card(
+        session,
+        old,
+        "read the customer again and replace the card then",
+        **dict.fromkeys(PENDING_FIELDS),
+        status=CardStatus.LOST if reason == "lost" else CardStatus.REPLACED,
+        status_changed_at=desk.clock(),
+    )
     card = Card(
         serial=serial,
         customer_id=old.customer_id,

@@ -31,6 +31,7 @@ from cardcenter.sales.services import (
     PendingAction,
     Settled,
     Visit,
+    change_card,
     identify,
     in_transit,
     learn,
@@ -135,13 +136,21 @@ def swap_meter(
             )
         old.status = MeterStatus.REMOVED
         old.removed_at = at
-        card.meter_id = new.id
-        card.status = CardStatus.ISSUING  # re-issued for the new meter: binds it
-        card.write_type = int(CardType.OPENING)
-        card.registered = False
-        card.pending_action = PendingAction.ISSUE.value
-        card.pending_count, card.pending_amount = 1, carry.card_amount
-        card.pending_sale_id = carry.id
+        # Re-issued for the new meter (an opening card binds it), and only as it
+        # was read: of two desks swapping this meter at once, one is refused.
+        change_card(
+            session,
+            card,
+            "read the card again",
+            meter_id=new.id,
+            status=CardStatus.ISSUING,
+            write_type=int(CardType.OPENING),
+            registered=False,
+            pending_action=PendingAction.ISSUE.value,
+            pending_count=1,
+            pending_amount=carry.card_amount,
+            pending_sale_id=carry.id,
+        )
         write = planning.build_write(
             session,
             customer=customer,
@@ -180,6 +189,17 @@ def close_account(desk: Desk, channel: CardChannel, reason: str = "") -> dict[st
                 f"sale {ids} has not reached the meter: reverse it first "
                 "(`cardcenter sale reverse`), then close the account"
             )
+        # The card is closed first, and only as it was read: of two desks closing
+        # one account at once (a form sent twice), one refunds and the other is
+        # refused here.
+        change_card(
+            session,
+            card,
+            "the account may be closed already: read the card again",
+            status=CardStatus.CLOSED,
+            status_changed_at=at,
+            status_reason=reason[:200] or "account closed",
+        )
         refund = meter.balance
         links: dict[str, int | None] = {"customer_id": customer.id, "operator_id": operator.id}
         ledger.post(
@@ -193,9 +213,6 @@ def close_account(desk: Desk, channel: CardChannel, reason: str = "") -> dict[st
         meter.status = MeterStatus.REMOVED
         meter.removed_at = at
         meter.remaining = meter.overdraft_used = 0
-        card.status = CardStatus.CLOSED
-        card.status_changed_at = at
-        card.status_reason = reason[:200] or "account closed"
         customer.status = AccountStatus.CLOSED
         customer.closed_at = at
         return {

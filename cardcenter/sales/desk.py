@@ -48,6 +48,7 @@ from cardcenter.sales import planning
 from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.sales.services import (
     CARD_ROW_OF_SERIAL,
+    REVERSAL_PROOF,
     SALES,
     VISIT_OBJECTS,
     PendingAction,
@@ -115,6 +116,9 @@ class SaleStart:
     write: PurchaseWrite
     learnt: dict[str, Any]
     """What the result reports besides the sale: the account and the reconciliation."""
+    resumed: bool = False
+    """The request id was recorded already (its sale still pending): this is that sale's
+    write again, not a new sale."""
 
     @property
     def sale_id(self) -> int:
@@ -213,7 +217,7 @@ class Desk:
                 or self.tariffs_at(session, visit.customer, at, visit.tariff_choice),
             )
             learnt = {**who(visit), **self._learnt(visit)}
-            return SaleStart(visit.card.id, sale, write, learnt)
+            return SaleStart(visit.card.id, sale, write, learnt, resumed=existing is not None)
 
     def finish_sale(self, started: SaleStart) -> dict[str, Any]:
         """Step 3 of a sale: the card holds the purchase; confirm it and take the money.
@@ -412,7 +416,14 @@ class Desk:
 
     # -- reversal ----------------------------------------------------------------------
 
-    def reverse(self, channel: CardChannel, sale_id: int, reason: str = "") -> dict[str, Any]:
+    def reverse(
+        self,
+        channel: CardChannel,
+        sale_id: int,
+        reason: str = "",
+        *,
+        proven_later: bool = False,
+    ) -> dict[str, Any]:
         """Take back a sale whose credit provably has not reached the meter.
 
         Proof: the sale's card is in the reader, its purse still carries the
@@ -421,6 +432,13 @@ class Desk:
         card is then written with the purse minus this sale, under the same
         count, so a meter that holds that count half-loaded settles it with
         the smaller amount (docs/meter.md 5).
+
+        ``proven_later``: the files were read by someone else's terminal (the
+        vending API), so they prove nothing about the card as it is now: a
+        terminal may send a reading from before the card went into the meter.
+        Then the write-back must be cleared, the write leaves it so, and the
+        money goes back only once the card itself proves, at the confirmation,
+        that it is still cleared (:data:`REVERSAL_PROOF` on the sale).
         """
         reading = read_card(channel, self.keys)
         at = self.clock()
@@ -434,17 +452,31 @@ class Desk:
                 raise CardRefusedError(
                     f"sale {sale_id} was not sold to the account of card {visit.card.serial}"
                 )
-            if settle_pending(session, visit, reading, at=at) in (
-                Settled.REDO,
-                Settled.IN_FLIGHT,
-            ):
+            if sale.kind is SaleKind.CARRY_OVER:
+                raise ConflictError(
+                    f"sale {sale_id} carries the credit of a removed meter, not money paid at "
+                    "a till: it cannot be reversed (close the account to refund it)"
+                )
+            was_reversing = (
+                visit.card.pending_action == PendingAction.REVERSAL.value
+                and visit.card.pending_sale_id == sale_id
+            )
+            settled = settle_pending(session, visit, reading, at=at)
+            if settled in (Settled.REDO, Settled.IN_FLIGHT):
                 raise unsettled_error(visit)
+            if settled is Settled.CONFIRMED and was_reversing:
+                # This reversal asked again: its card write had finished, and
+                # confirming it just now took the sale back (once).
+                return sale_result(sale, visit)
             if reading.write_back is None and not reading.write_back_cleared:
                 raise ConflictError(
                     f"the write-back on card {visit.card.serial} is torn: the meter may have "
                     f"started loading sale {sale_id}, so it cannot be reversed"
                 )
             self.learn(session, visit, reading, operator, WriteBackSource.SALE)
+            # What settling and reconciling changed is written before the sale is
+            # read again (a refresh drops changes not yet flushed).
+            session.flush()
             session.refresh(sale)
             if sale.status is SaleStatus.DELIVERED:
                 raise ConflictError(
@@ -455,6 +487,15 @@ class Desk:
             if sale.status is not SaleStatus.WRITTEN:
                 raise ConflictError(f"sale {sale_id} is {sale.status.value}: it cannot be reversed")
             card = visit.card
+            if card.generation > 1 and not card.registered and sale.card_id != card.id:
+                # Sold on the card this one replaced, which carries the same
+                # purchase: taking it off this card leaves it on that one, which
+                # may still reach the meter (as for a sale: planning.next_purchase).
+                raise ConflictError(
+                    f"card {card.serial} is a replacement that has not been in the meter yet: "
+                    f"the card it replaced carries sale {sale_id} too and could still load it, "
+                    "so it cannot be reversed"
+                )
             shown = reading.write_back.purchase_count if reading.write_back else 0
             if sale.purchase_count != card.purchase_count or max(
                 visit.meter.loaded_count, shown
@@ -466,6 +507,16 @@ class Desk:
             amount = card.purse_amount - sale.credit
             if amount < 0:
                 raise ConflictError(f"card {card.serial} does not carry sale {sale_id}")
+            if proven_later and not reading.write_back_cleared:
+                raise ConflictError(
+                    f"card {card.serial} carries a write-back its meter wrote: a terminal's "
+                    f"reading cannot show that the meter did not load sale {sale_id} since; "
+                    "reverse it at a service-hall desk"
+                )
+            breakdown = {k: v for k, v in sale.breakdown.items() if k != REVERSAL_PROOF}
+            if proven_later:
+                breakdown[REVERSAL_PROOF] = "write-back clear"
+            sale.breakdown = breakdown
             sale.note = reason[:400]
             sale.reversed_by = operator.id
             start_write(
@@ -485,6 +536,7 @@ class Desk:
                 count=card.purchase_count,
                 amount=amount,
                 at=at,
+                clear_write_back=not proven_later,
             )
             card_id = card.id
         self.checkpoint("pending")
@@ -577,7 +629,8 @@ class Desk:
             raise ConflictError(
                 f"card {card.serial} was settled by another desk meanwhile; read it again"
             )
-        confirm_write(session, visit, at=self.clock())
+        # This desk has just written the card (a reversal clears its write-back).
+        confirm_write(session, visit, at=self.clock(), write_back_clear=True)
         return visit
 
     @staticmethod

@@ -202,10 +202,13 @@ def build_write(
     card_type: CardType | None = None,
     bind_meter: bool = False,
     tariffs: Tariffs | None = None,
+    clear_write_back: bool = True,
 ) -> PurchaseWrite:
     """The files one write puts on the card, from the books as they are now.
 
     ``tariffs`` (from :func:`tariffs_at`) saves looking the tariff up again.
+    ``clear_write_back`` False leaves the write-back as it is (a payment
+    channel's reversal: the card proves afterwards that it is still clear).
     """
     current, scheduled = tariffs or tariffs_at(session, customer, at)
     flags = UpdateFlags(0)
@@ -243,7 +246,7 @@ def build_write(
         purse=Purse(amount=amount, purchase_count=count),
         tariff_set_1=set1,
         tariff_set_2=set2,
-        clear_write_back=True,
+        clear_write_back=clear_write_back,
         bind_meter=bind_meter,
     )
 

@@ -180,7 +180,7 @@ def settle_pending(
     if card.pending_action is None:
         return Settled.NONE
     if purse_shows(reading, card.pending_count, card.pending_amount):
-        confirm_write(session, visit, at=at)
+        confirm_write(session, visit, at=at, write_back_clear=reading.write_back_cleared)
         visit.settled = Settled.CONFIRMED
     elif card.status is not CardStatus.ISSUING and purse_shows(
         reading, card.purchase_count, card.purse_amount
@@ -256,6 +256,11 @@ _WRITTEN = Prepared(
     update(SALES)
     .where(SALES.c.id == bindparam("sale_id"), SALES.c.status == SaleStatus.PENDING)
     .values(status=SaleStatus.WRITTEN, written_at=bindparam("at", type_=SALES.c.written_at.type))
+)
+_REVERSED = Prepared(
+    update(SALES)
+    .where(SALES.c.id == bindparam("sale_id"), SALES.c.status == SaleStatus.WRITTEN)
+    .values(status=SaleStatus.REVERSED, reversed_at=bindparam("at", type_=SALES.c.reversed_at.type))
 )
 _PAID_THROUGH = Prepared(
     update(CUSTOMERS)
@@ -359,6 +364,35 @@ def start_write(
     mirror(card, **pending)
 
 
+PENDING_FIELDS = ("pending_action", "pending_count", "pending_amount", "pending_sale_id")
+"""The card row's announced write (:func:`start_write`); all None when none is in flight."""
+_AS_READ = ("status", "purchase_count", "purse_amount", *PENDING_FIELDS)
+
+
+def change_card(session: Session, card: Card, busy: str, **values: Any) -> None:
+    """Set ``values`` on the card's row if it is still as ``card`` was read; else a conflict.
+
+    One conditional UPDATE, the lock of :func:`start_write` for the card's
+    other changes (a write cancelled, the card retired or closed): of two
+    desks acting on one card at once, the one whose reading went stale
+    matches nothing, is told so in a sentence ending with ``busy``, and its
+    transaction rolls back before anything reaches a card or the till.
+    """
+    session.flush()
+    state = {name: getattr(card, name) for name in _AS_READ}
+    statement = (
+        update(CARDS)
+        .where(
+            CARDS.c.id == card.id,
+            *(CARDS.c[name].is_not_distinct_from(value) for name, value in state.items()),
+        )
+        .values(**values)
+    )
+    if session.connection().execute(statement).rowcount != 1:
+        raise ConflictError(f"another desk changed card {card.serial} meanwhile; {busy}")
+    mirror(card, **values)
+
+
 def commit_purse(
     session: Session | Connection,
     card_id: int,
@@ -402,8 +436,23 @@ def commit_purse(
     return values if matched == 1 else None
 
 
-def confirm_write(session: Session, visit: Visit, *, at: datetime) -> None:
-    """The card holds the announced purse: make it the books' truth and move the money."""
+REVERSAL_PROOF = "reversal_proof"
+"""In a sale's breakdown: its reversal was decided on a payment channel's reading, so it
+stands only if the card's write-back is still clear when the reversal is confirmed."""
+
+
+def confirm_write(session: Session, visit: Visit, *, at: datetime, write_back_clear: bool) -> None:
+    """The card holds the announced purse: make it the books' truth and move the money.
+
+    ``write_back_clear``: the card's write-back is cleared now, as read by a
+    desk's own reader or proven by the card's MACed read-back. A reversal
+    decided on a terminal's reading (:data:`REVERSAL_PROOF`) needs it: a
+    write-back there means the meter has read the card since the centre last
+    wrote it, and may have loaded the sale before the reversal reached the
+    card (the meter then takes nothing from the smaller purse, whose count
+    it has). Its money is then not given back; the sale stays written, and
+    the write-back, read at a desk, shows where its credit went.
+    """
     card = visit.card
     assert card.pending_action is not None
     assert card.pending_count is not None and card.pending_amount is not None
@@ -424,7 +473,19 @@ def confirm_write(session: Session, visit: Visit, *, at: datetime) -> None:
             f"card {card.serial} was settled by another desk meanwhile; read it again"
         )
     mirror(card, **written)
-    if sale is not None and action is PendingAction.REVERSAL:
+    if (
+        sale is not None
+        and action is PendingAction.REVERSAL
+        and sale.breakdown.get(REVERSAL_PROOF)
+        and not write_back_clear
+    ):
+        sale.reversed_by = None
+        sale.note = (
+            "not reversed: the meter read the card between the terminal's reading and the "
+            "reversal's write, so it may have loaded this sale"
+        )
+        sale.breakdown = {k: v for k, v in sale.breakdown.items() if k != REVERSAL_PROOF}
+    elif sale is not None and action is PendingAction.REVERSAL:
         reverse_in_books(session, visit, sale, at=at)
     elif sale is not None and sale.status is SaleStatus.PENDING:
         take_payment(session, sale, at=at, customer=visit.customer)
@@ -432,14 +493,18 @@ def confirm_write(session: Session, visit: Visit, *, at: datetime) -> None:
 
 
 def cancel_write(session: Session, card: Card) -> None:
-    """The card still holds the old purse: the announced write never happened."""
+    """The card still holds the old purse: the announced write never happened.
+
+    Conditional (:func:`change_card`): a replacement carrying the same write
+    to a new card at this moment keeps it, and this cancel is refused.
+    """
     sale = session.get(Sale, card.pending_sale_id) if card.pending_sale_id else None
-    if sale is not None and card.pending_action == PendingAction.SALE:
+    voids = sale is not None and card.pending_action == PendingAction.SALE
+    change_card(session, card, "read it again", **dict.fromkeys(PENDING_FIELDS))
+    if sale is not None and voids:
         sale.status = SaleStatus.VOID
         sale.note = "never reached the card"
-    card.pending_action = card.pending_sale_id = None
-    card.pending_count = card.pending_amount = None
-    session.flush()
+        session.flush()
 
 
 def take_payment(
@@ -489,9 +554,15 @@ def take_payment(
 
 
 def reverse_in_books(session: Session, visit: Visit, sale: Sale, *, at: datetime) -> None:
-    """A reversal is on the card: the sale's money goes back to the till."""
-    sale.status = SaleStatus.REVERSED
-    sale.reversed_at = at
+    """A reversal is on the card: the sale's money goes back to the till.
+
+    Conditional, as :func:`take_payment` is: a sale leaves ``written`` once,
+    so its money goes back once, whichever desk confirms the reversal.
+    """
+    session.flush()  # the sale's own changes (who reversed it, why) go first
+    if _REVERSED.rowcount(connection_of(session), {"sale_id": sale.id, "at": at}) != 1:
+        raise ConflictError(f"sale {sale.id} was reversed or settled by another desk meanwhile")
+    mirror(sale, status=SaleStatus.REVERSED, reversed_at=at)
     links: dict[str, int | None] = {
         "customer_id": sale.customer_id,
         "sale_id": sale.id,

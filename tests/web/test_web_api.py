@@ -92,13 +92,18 @@ class Terminal:
         return bytes(self.channel.send(commands.get_challenge(), "GET CHALLENGE")).hex()
 
     def relay(self, card_write: dict[str, Any], upto: int | None = None) -> str:
-        """Send the script's commands in order (all, or the first ``upto``); the last answer."""
-        last = b""
+        """Send the script's commands in order (all, or the first ``upto``); the last answer.
+
+        The answer before the last is kept in :attr:`before_last` (a reversal's
+        MACed read of the write-back).
+        """
+        answers = [b""]
         for apdu in card_write["apdus"][:upto]:
             answer = self.channel.transmit(CommandApdu.from_bytes(bytes.fromhex(apdu)))
             assert answer.sw == 0x9000, f"{apdu[:10]} answered {answer.sw:04X}"
-            last = answer.data
-        return last.hex()
+            answers.append(answer.data)
+        self.before_last = answers[-2].hex() if len(answers) > 2 else ""
+        return answers[-1].hex()
 
 
 class ApiWorld:
@@ -188,13 +193,17 @@ class ApiWorld:
         return terminal, answer
 
     def confirm(
-        self, sale_id: int, card_write: dict[str, Any], read_back: str, who: str = "bank"
+        self,
+        sale_id: int,
+        card_write: dict[str, Any],
+        read_back: str,
+        who: str = "bank",
+        write_back: str | None = None,
     ) -> TestResponse:
-        return self.post(
-            f"/api/card/sales/{sale_id}/confirm",
-            {"confirmation": card_write["confirmation"], "read_back": read_back},
-            who,
-        )
+        body = {"confirmation": card_write["confirmation"], "read_back": read_back}
+        if write_back is not None:
+            body["write_back"] = write_back
+        return self.post(f"/api/card/sales/{sale_id}/confirm", body, who)
 
     def confirmed_sale(self, request_id: str, amount: str, who: str = "bank") -> dict[str, Any]:
         """A card sale written and confirmed; the sale as the API answered it."""
@@ -367,7 +376,15 @@ def test_card_trial_sale_confirm_replay_and_reversal(world: ApiWorld) -> None:
     card_write = reversing.get_json()["card_write"]
     assert card_write["action"] == "reversal"
     assert world.sale(sale["id"]).status is SaleStatus.WRITTEN  # not before the card has it
-    done = world.confirm(sale["id"], card_write, terminal.relay(card_write), "agent")
+    read_back = terminal.relay(card_write)
+    assert card_write["apdus"][-2][:4] == "04B0"  # the write-back read with a MAC, then the purse
+    # a reversal's confirmation needs the card's write-back, and only a reversal's has one
+    missing = world.confirm(sale["id"], card_write, read_back, "agent")
+    assert error_of(missing, 400, "invalid_input")["field"] == "write_back"
+    forged = world.confirm(sale["id"], card_write, read_back, "agent", "00" * 72)
+    assert error_of(forged, 409, "card_refused")["field"] == "read_back"
+    assert world.sale(sale["id"]).status is SaleStatus.WRITTEN
+    done = world.confirm(sale["id"], card_write, read_back, "agent", terminal.before_last)
     assert done.status_code == 200, done.text
     assert done.get_json()["sale"]["status"] == "reversed"
     assert world.sale(sale["id"]).status is SaleStatus.REVERSED
@@ -470,10 +487,12 @@ def test_a_reversal_written_but_not_confirmed_is_proved_by_the_card(world: ApiWo
     terminal, again = world.reverse(sale["id"], "agent")
     assert again.status_code == 200, again.text
     proof = again.get_json()["card_write"]
-    assert proof["action"] == "reversal" and len(proof["apdus"]) == 2
+    # authenticate, the write-back and the purse read back with MACs
+    assert proof["action"] == "reversal" and len(proof["apdus"]) == 3
     assert world.sale(sale["id"]).status is SaleStatus.WRITTEN  # the files alone prove nothing
     assert world.till("agent") == -3000
-    done = world.confirm(sale["id"], proof, terminal.relay(proof), "agent")
+    read_back = terminal.relay(proof)
+    done = world.confirm(sale["id"], proof, read_back, "agent", terminal.before_last)
     assert done.status_code == 200, done.text
     assert world.sale(sale["id"]).status is SaleStatus.REVERSED
     assert world.till("agent") == 0

@@ -34,6 +34,8 @@ FREE_TEXT = r"^[^\x00-\x1f\x7f]*$"
 CHALLENGE_SIZE = 8
 READ_BACK_SIZE = 30
 """The purse (22 bytes) and the card's response MAC (8)."""
+WRITE_BACK_READ_SIZE = 72
+"""The write-back (64 bytes) and the card's response MAC (8): a reversal's extra read-back."""
 
 
 def hex_pattern(size: int) -> str:
@@ -139,13 +141,19 @@ class Body:
         return found
 
     def hex_bytes(self, key: str, size: int) -> bytes:
+        found = self.hex_bytes_or_none(key, size, required=True)
+        assert found is not None
+        return found
+
+    def hex_bytes_or_none(self, key: str, size: int, *, required: bool = False) -> bytes | None:
+        """``size`` bytes given as hex, or None when the field is absent (and not required)."""
         found = self.matching(
             key,
             hex_pattern(size),
             _l("give %(n)d bytes as %(hex)d hex digits", n=size, hex=2 * size),
+            required=required,
         )
-        assert found is not None
-        return bytes.fromhex(found)
+        return None if found is None else bytes.fromhex(found)
 
     def text(self, key: str, max_length: int) -> str:
         value = self._text(key, required=False) or ""

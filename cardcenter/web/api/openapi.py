@@ -21,6 +21,7 @@ from cardcenter.web.api.fields import (
     PAN,
     READ_BACK_SIZE,
     REQUEST_ID,
+    WRITE_BACK_READ_SIZE,
     hex_pattern,
 )
 from cardcenter.web.api.terminal import FILE_NAMES
@@ -194,7 +195,13 @@ def _schemas() -> dict[str, Any]:
                     READ_BACK_SIZE,
                     "the card's response data to the script's last command (purse and MAC)",
                 ),
-            }
+                "write_back": _hex(
+                    WRITE_BACK_READ_SIZE,
+                    "a reversal's only (and required there): the card's response data to the "
+                    "script's command before the last (its write-back and MAC)",
+                ),
+            },
+            optional=("write_back",),
         ),
         "CardReverseRequest": _object(
             {

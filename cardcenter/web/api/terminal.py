@@ -19,7 +19,10 @@ and hands the terminal the exact commands to relay:
    answers it under the session key, which only the card and the centre
    know. Sent back with the sale's confirmation it proves, cryptographically,
    that this card holds this purse (:func:`verify_read_back`); nothing the
-   terminal could make up without the card passes.
+   terminal could make up without the card passes. A reversal's script
+   reads the write-back the same way just before: the terminal's files may
+   be older than the card (read before it went into the meter), and only
+   the card can show that its meter has not read it since.
 
 The session of a script is named by the terminal's cryptogram (the
 centre's RND.IFD is inside it, encrypted under the issuer key) and the
@@ -34,8 +37,9 @@ from typing import Any
 
 from cardlayout.apdu import commands
 from cardlayout.apdu.apdu import CommandApdu, ResponseApdu
+from cardlayout.card.snapshot import FileStatus, decode_state
 from cardlayout.errors import FormatError, SecurityError
-from cardlayout.files import ALL_FILES, PURSE, CardFile, Purse, Utility
+from cardlayout.files import ALL_FILES, PURSE, WRITE_BACK, CardFile, Purse, Utility
 from cardlayout.security import session as sm
 from cardlayout.security.keys import SecretKey
 from cardlayout.vcard.cos import atr_for
@@ -49,6 +53,11 @@ FILE_NAMES: dict[str, CardFile[Any]] = {f.name.replace("-", "_"): f for f in ALL
 """The card's files as the API names them (``write_back`` for the card's ``write-back``)."""
 READ_BACK = commands.read_binary(0, PURSE.size + MAC_LEN, sfi=PURSE.sfi, with_mac=True)
 """The script's last command: the purse, MACed by the card under the session key."""
+WRITE_BACK_READ = commands.read_binary(
+    0, WRITE_BACK.size + MAC_LEN, sfi=WRITE_BACK.sfi, with_mac=True
+)
+"""A reversal's script, before the purse: the write-back, MACed by the card, which shows
+whether the meter has read the card since the centre last wrote it."""
 
 
 class ScriptError(RuntimeError):
@@ -174,11 +183,16 @@ class ScriptedCard(CardOnFile):
         data[offset : offset + len(body)] = body
         return ResponseApdu.status(SW_OK)
 
-    def finished_script(self) -> list[str]:
-        """The commands to relay, in order, as hex: the write, then the read-back."""
+    def finished_script(self, *, prove_write_back: bool = False) -> list[str]:
+        """The commands to relay, in order, as hex: the write, then the read-back(s).
+
+        ``prove_write_back`` (a reversal) reads the write-back with a MAC
+        before the purse.
+        """
         if not self.cryptogram:
             raise ScriptError("the write never authenticated")
-        return [raw.hex().upper() for raw in self.script] + [READ_BACK.to_bytes().hex().upper()]
+        reads = [WRITE_BACK_READ, READ_BACK] if prove_write_back else [READ_BACK]
+        return [raw.hex().upper() for raw in [*self.script, *(r.to_bytes() for r in reads)]]
 
 
 @dataclass(frozen=True)
@@ -187,20 +201,38 @@ class ReadBack:
 
     purse: Purse | None
     """None when the purse is torn (the write was cut short)."""
+    write_back_clear: bool | None = None
+    """Whether the card's write-back was cleared, as it answered the reversal's read of
+    it (None: not asked)."""
 
 
 def verify_read_back(
-    issuer_key: SecretKey, cryptogram: bytes, macs: int, answer: bytes
+    issuer_key: SecretKey,
+    cryptogram: bytes,
+    macs: int,
+    answer: bytes,
+    write_back: bytes | None = None,
 ) -> ReadBack:
     """Check that the card of this session answered ``answer`` to the read-back.
 
     Rebuilds the session key from the terminal's cryptogram (the issuer key
     opens it into RND.ICC and RND.IFD) and checks the response MAC under the
-    counter of the read-back command. :class:`SecurityError` when it does
-    not verify: the answer is not this card's, in this session.
+    counter of the read-back command. ``write_back`` is the card's answer to
+    a reversal's read of its write-back, the command before (checked the
+    same way). :class:`SecurityError` when one does not verify: the answer
+    is not this card's, in this session.
     """
     rnd_icc, rnd_ifd = sm.open_external_cryptogram(issuer_key, cryptogram)
     messaging = sm.SecureMessaging(sm.session_key(issuer_key, rnd_icc, rnd_ifd), ssc=macs)
+    clear: bool | None = None
+    if write_back is not None:
+        messaging.next_command()
+        raw = messaging.verify_response(write_back)
+        if len(raw) != WRITE_BACK.size:
+            raise SecurityError(
+                f"the write-back read back is {len(raw)} bytes, not {WRITE_BACK.size}"
+            )
+        clear = decode_state(WRITE_BACK, raw).status is FileStatus.CLEARED
     messaging.next_command()
     data = messaging.verify_response(answer)
     if len(data) != PURSE.size:
@@ -208,5 +240,5 @@ def verify_read_back(
     try:
         purse = PURSE.decode(data)
     except FormatError:
-        return ReadBack(None)
-    return ReadBack(purse)
+        return ReadBack(None, clear)
+    return ReadBack(purse, clear)

@@ -55,11 +55,12 @@ from cardcenter.web.api.clients import (
     own_request_id,
     stored_request_id,
 )
-from cardcenter.web.api.errors import ApiError, error_response
+from cardcenter.web.api.errors import ApiError, error_response, invalid
 from cardcenter.web.api.fields import (
     CHALLENGE_SIZE,
     MAX_REASON,
     READ_BACK_SIZE,
+    WRITE_BACK_READ_SIZE,
     Body,
     CardReadingInput,
 )
@@ -246,7 +247,10 @@ def card_sale() -> ResponseReturnValue:
     write_purchase(channel, the_desk.keys, reading.snapshot, started.write)
     card_write = _card_write(scripted, started.sale_id, PendingAction.SALE)
     result = _card_sale(sale_result(started.sale, **started.learnt))
-    if known is None:
+    # The look-up above ran before this request's transaction: another request
+    # with this id may have recorded the sale since. The desk's answer decides.
+    repeated = known is not None or started.resumed
+    if not repeated:
         audit(
             "sale.begin",
             f"sale:{started.sale_id}",
@@ -255,7 +259,9 @@ def card_sale() -> ResponseReturnValue:
             card=reading.serial,
         )
         db.session().commit()
-    return jsonify(sale=result, card_write=card_write), 200 if known is not None else 201
+    if repeated:
+        result["replayed"] = True
+    return jsonify(sale=result, card_write=card_write), 200 if repeated else 201
 
 
 def _write_to_prove(
@@ -317,10 +323,21 @@ def card_confirm(sale_id: int) -> ResponseReturnValue:
         _("give the confirmation exactly as the card write gave it"),
     )
     read_back = body.hex_bytes("read_back", READ_BACK_SIZE)
+    write_back = body.hex_bytes_or_none("write_back", WRITE_BACK_READ_SIZE)
     body.done()
     assert confirmation is not None
     sale = _own_sale(sale_id, token=False)
     action, cryptogram, macs = _confirmation(confirmation, sale_id)
+    if (write_back is None) is (action is PendingAction.REVERSAL):
+        raise invalid(
+            "write_back",
+            _(
+                "A reversal's confirmation needs write_back, the card's answer to the "
+                "script's command before the last."
+            )
+            if write_back is None
+            else _("write_back: only a reversal's script reads the write-back."),
+        )
     # As at a desk: a sale's confirmation need not wait for the disk (the card's
     # purse proves it again at its next reading); a reversal's does.
     durable = action is PendingAction.REVERSAL
@@ -333,7 +350,11 @@ def card_confirm(sale_id: int) -> ResponseReturnValue:
         ).one()
         try:
             shown = verify_read_back(
-                state().keys.issuer_key(card.serial_bytes), cryptogram, macs, read_back
+                state().keys.issuer_key(card.serial_bytes),
+                cryptogram,
+                macs,
+                read_back,
+                write_back,
             )
         except SecurityError:
             raise ApiError(
@@ -366,15 +387,34 @@ def card_confirm(sale_id: int) -> ResponseReturnValue:
             card.pending_amount,
         ):
             raise ApiError("conflict", _not_written(card, purse is None, action))
-        confirm_write(session, visit, at=utcnow())
+        confirm_write(session, visit, at=utcnow(), write_back_clear=bool(shown.write_back_clear))
         result = _card_sale(sale_result(sale, visit))
+    # A reversal stands only if the card's write-back was still clear (confirm_write):
+    # otherwise its purse is confirmed, and the sale and its money stay as they were.
+    refused = action is PendingAction.REVERSAL and sale.status is not SaleStatus.REVERSED
     audit(
-        "reversal.confirm" if action is PendingAction.REVERSAL else "sale.confirm",
+        "reversal.refused"
+        if refused
+        else "reversal.confirm"
+        if action is PendingAction.REVERSAL
+        else "sale.confirm",
         f"sale:{sale_id}",
         card=card.serial,
         amount=format_money(sale.tendered),
     )
     db.session().commit()
+    if refused:
+        raise ApiError(
+            "conflict",
+            _(
+                "Card %(card)s's meter read it after the terminal did: it may have loaded sale "
+                "%(id)d before the reversal reached the card. The sale is not reversed and "
+                "nothing is refunded; the card's write-back, read at a service-hall desk, "
+                "shows where its credit went.",
+                card=card.serial,
+                id=sale_id,
+            ),
+        )
     return jsonify(sale=result, card_write=None)
 
 
@@ -413,7 +453,7 @@ def card_reverse(sale_id: int) -> ResponseReturnValue:
         checkpoint=_stop_when_written,
     )
     try:
-        stopping.reverse(channel, sale_id, reason)
+        stopping.reverse(channel, sale_id, reason, proven_later=True)
     except _Written:
         pass
     else:  # pragma: no cover - the desk always passes its checkpoints
@@ -472,7 +512,7 @@ def _card_write(scripted: ScriptedCard, sale_id: int, action: PendingAction) -> 
     )
     return {
         "action": action.value,
-        "apdus": scripted.finished_script(),
+        "apdus": scripted.finished_script(prove_write_back=action is PendingAction.REVERSAL),
         "confirmation": confirmation,
     }
 
