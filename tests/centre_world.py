@@ -33,6 +33,26 @@ from cardmeter.metering import run
 from cardmeter.registers import MeterState
 from cardmeter.security import SecurityModule
 
+
+class Crash(Exception):
+    """The desk process dies here (raised at a desk checkpoint by :func:`crash_at`)."""
+
+
+def crash_at(step: str) -> Callable[[str], None]:
+    """A desk checkpoint that dies at ``step``."""
+
+    def checkpoint(name: str) -> None:
+        if name == step:
+            raise Crash(name)
+
+    return checkpoint
+
+
+def no_crash(name: str) -> None:
+    """A desk checkpoint that lets every step pass."""
+    return None
+
+
 METER_NO = "000012345678"
 PRICE = 5283  # 0.5283 a kWh
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -132,6 +152,15 @@ class World:
 
     def replace(self, card: VirtualCard, reason: str = "lost") -> dict:
         return replace_card(self.desk, self.connect(card), self.customer_no, reason)
+
+    def opened(self) -> VirtualCard:
+        """A card issued with 100.00, loaded by the meter, three days used and read back."""
+        card = self.blank()
+        self.issue(card, 10000)
+        self.meter.insert(card)
+        self.use(3)
+        self.meter.insert(card)
+        return card
 
     def use(self, days: int, seed: int = 1) -> None:
         """The household uses energy for ``days`` days (meter clock and desk clock together)."""

@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from centre_support import Database
-from centre_world import World, connect
+from centre_support import Database, in_threads
+from centre_world import Crash, World, connect, crash_at, no_crash
 from sqlalchemy import func, select
 
 import cardcenter.cards.issuing as issuing
@@ -33,37 +32,11 @@ from cardcenter.sales.ledger import JournalEntry
 from cardcenter.sales.models import SaleStatus
 from cardlayout.files import InsertionResult
 from cardlayout.security.diversify import CardKeys
-from cardlayout.vcard.cos import VirtualCard
-
-
-class Crash(Exception):
-    """The desk process dies here."""
-
-
-def crash_at(step: str) -> Callable[[str], None]:
-    def checkpoint(name: str) -> None:
-        if name == step:
-            raise Crash(name)
-
-    return checkpoint
-
-
-def no_crash(name: str) -> None:
-    return None
 
 
 @pytest.fixture
 def world(db: Database, keys: CardKeys) -> World:
     return World(db, keys)
-
-
-def opened(world: World) -> VirtualCard:
-    card = world.blank()
-    world.issue(card, 10000)
-    world.meter.insert(card)
-    world.use(3)
-    world.meter.insert(card)
-    return card
 
 
 def journal(world: World, account: str) -> int:
@@ -95,25 +68,6 @@ def parties(db: Database) -> int:
     return 2 if db.backend == "postgresql" else 1
 
 
-def run_both(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls in threads; each result, or the exception it raised."""
-    results: list[Any] = [None] * len(calls)
-
-    def go(i: int) -> None:
-        try:
-            results[i] = calls[i]()
-        except BaseException as exc:  # reported to the test
-            results[i] = exc
-
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert not any(t.is_alive() for t in threads), "a session hung"
-    return results
-
-
 def meeting_at(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, parties: int) -> None:
     """``module.name`` waits until ``parties`` threads reach it, then runs as before."""
     original = getattr(module, name)
@@ -131,7 +85,7 @@ def meeting_at(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, parties:
 
 
 def test_a_sale_is_reversed_once_sequentially(world: World) -> None:
-    card = opened(world)
+    card = world.opened()
     sale = world.sell(card, 3000)
     assert world.desk.reverse(connect(card), sale["sale"])["status"] == "reversed"
     with pytest.raises(ConflictError, match="reversed"):
@@ -141,7 +95,7 @@ def test_a_sale_is_reversed_once_sequentially(world: World) -> None:
 
 
 def test_a_reversal_crashed_after_the_card_write_is_confirmed_once(world: World) -> None:
-    card = opened(world)
+    card = world.opened()
     sale = world.sell(card, 3000)
     world.desk.checkpoint = crash_at("written")
     with pytest.raises(Crash):
@@ -166,7 +120,7 @@ def test_a_reversal_retried_after_a_crash_is_not_paid_twice(world: World) -> Non
     back to the till), but ``session.refresh(sale)`` then discards the
     REVERSED status, and as the purse (B) still covers A, A is reversed again.
     """
-    card = opened(world)
+    card = world.opened()
     a = world.sell(card, 1000)
     b = world.sell(card, 3000)
     assert a["purchase_count"] == b["purchase_count"]  # B was added to A
@@ -187,7 +141,7 @@ def test_a_reversal_retried_after_a_crash_is_not_paid_twice(world: World) -> Non
 
 
 def test_a_reversal_after_the_meter_loaded_the_sale_is_refused(world: World) -> None:
-    card = opened(world)
+    card = world.opened()
     sale = world.sell(card, 3000)
     world.meter.insert(card)
     with pytest.raises(ConflictError, match="reached the meter"):
@@ -198,12 +152,12 @@ def test_a_reversal_after_the_meter_loaded_the_sale_is_refused(world: World) -> 
 def test_two_sessions_reversing_one_sale_at_once_reverse_it_once(
     world: World, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    card = opened(world)
+    card = world.opened()
     sale = world.sell(card, 3000)
     other = copy.deepcopy(card)  # the same card, in another desk's reader
     meeting_at(monkeypatch, desk_module, "start_write", parties(db))
     second = a_second_desk(world)
-    results = run_both(
+    results = in_threads(
         lambda: world.desk.reverse(connect(card), sale["sale"]),
         lambda: second.reverse(connect(other), sale["sale"]),
     )
@@ -229,7 +183,7 @@ def test_a_reversal_through_an_unregistered_replacement_card_lets_the_lost_card_
     reaches the meter first loads it"), but a reversal is not: the books give
     the money back while the lost card, found again, loads the full purse.
     """
-    lost = opened(world)
+    lost = world.opened()
     sale = world.sell(lost, 3000)  # purchase 2, on the lost card only
     new = world.blank()
     world.replace(new)
@@ -245,7 +199,7 @@ def test_a_reversal_through_an_unregistered_replacement_card_lets_the_lost_card_
 
 
 def test_close_refuses_credit_in_transit_and_a_second_close(world: World) -> None:
-    card = opened(world)
+    card = world.opened()
     world.sell(card, 3000)
     world.use(1)
     # the card has not been in the meter since the sale: no final write-back
@@ -262,7 +216,7 @@ def test_close_refuses_credit_in_transit_and_a_second_close(world: World) -> Non
 
 
 def test_close_refuses_while_a_sale_is_pending(world: World) -> None:
-    card = opened(world)
+    card = world.opened()
     world.desk.checkpoint = crash_at("pending")
     with pytest.raises(Crash):
         world.sell(card, 3000, "req-1")
@@ -274,7 +228,7 @@ def test_close_refuses_while_a_sale_is_pending(world: World) -> None:
 
 
 def test_close_refuses_a_sale_written_before_a_crash_then_in_transit(world: World) -> None:
-    card = opened(world)
+    card = world.opened()
     world.desk.checkpoint = crash_at("written")
     with pytest.raises(Crash):
         world.sell(card, 3000, "req-1")
@@ -291,7 +245,7 @@ def test_two_sessions_closing_one_account_at_once_refund_once(
     world: World, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A double-submitted close (two requests, the card read by both) pays the refund twice."""
-    card = opened(world)
+    card = world.opened()
     world.use(2)
     world.meter.insert(card)  # the final write-back
     world.desk.read(connect(card))  # the operator looks at the balance first
@@ -299,7 +253,7 @@ def test_two_sessions_closing_one_account_at_once_refund_once(
     other = copy.deepcopy(card)
     meeting_at(monkeypatch, lifecycle, "in_transit", parties(db))
     second = a_second_desk(world)
-    results = run_both(
+    results = in_threads(
         lambda: close_account(world.desk, connect(card)),
         lambda: close_account(second, connect(other)),
     )
@@ -312,7 +266,7 @@ def test_two_sessions_closing_one_account_at_once_refund_once(
 
 
 def test_a_replacement_carries_a_pending_sale_once(world: World) -> None:
-    lost = opened(world)
+    lost = world.opened()
     world.desk.checkpoint = crash_at("written")
     with pytest.raises(Crash):
         world.sell(lost, 3000, "req-1")
@@ -334,7 +288,7 @@ def test_recover_racing_a_replacement_leaves_no_unpaid_credit_on_the_new_card(
     world: World, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`sale recover` cancels the pending sale while `card replace` carries it to a new card."""
-    lost = opened(world)
+    lost = world.opened()
     world.desk.checkpoint = crash_at("pending")  # the card never got the sale
     with pytest.raises(Crash):
         world.sell(lost, 3000, "req-1")
@@ -343,7 +297,7 @@ def test_recover_racing_a_replacement_leaves_no_unpaid_credit_on_the_new_card(
     meeting_at(monkeypatch, issuing, "_replacement_of", parties(db))
     new = world.blank()
     second = a_second_desk(world)
-    results = run_both(
+    results = in_threads(
         lambda: world.desk.recover(connect(lost)),
         lambda: replace_card(second, connect(new), world.customer_no, "broken"),
     )
@@ -372,7 +326,7 @@ def test_reversing_a_meter_swap_carry_over_does_not_pay_out_cash_never_taken(
     """
     from cardcenter.customers.lifecycle import swap_meter
 
-    card = opened(world)
+    card = world.opened()
     balance = world.meter.state.remaining
     carry = swap_meter(world.desk, connect(card), "000087654321", request_id="swap-1")
     with pytest.raises(ConflictError, match="removed meter"):
@@ -394,11 +348,11 @@ def test_two_desks_swapping_one_meter_at_once_carry_its_credit_once(
     import cardcenter.customers.lifecycle as lifecycle_module
     from cardcenter.customers.lifecycle import swap_meter
 
-    card = opened(world)
+    card = world.opened()
     other = copy.deepcopy(card)
     meeting_at(monkeypatch, lifecycle_module, "in_transit", parties(db))
     second = a_second_desk(world)
-    results = run_both(
+    results = in_threads(
         lambda: swap_meter(world.desk, connect(card), "000087654321", request_id="swap-1"),
         lambda: swap_meter(second, connect(other), "000087654322", request_id="swap-2"),
     )

@@ -13,7 +13,7 @@ import copy
 
 import pytest
 from centre_support import Database
-from centre_world import World, connect
+from centre_world import Crash, World, connect, crash_at, no_crash
 
 from cardcenter.core.errors import ConflictError, SaleInterruptedError
 from cardcenter.customers.models import Customer
@@ -24,40 +24,15 @@ from cardlayout.security.diversify import CardKeys
 from cardlayout.vcard.cos import VirtualCard
 
 
-class Crash(Exception):
-    """The desk process dies here."""
-
-
-def crash_at(step: str):  # type: ignore[no-untyped-def]
-    def checkpoint(name: str) -> None:
-        if name == step:
-            raise Crash(name)
-
-    return checkpoint
-
-
-def no_crash(name: str) -> None:
-    return None
-
-
 @pytest.fixture
 def world(db: Database, keys: CardKeys) -> World:
     w = World(db, keys)
     return w
 
 
-def opened(world: World) -> VirtualCard:
-    card = world.blank()
-    world.issue(card, 10000)
-    world.meter.insert(card)
-    world.use(3)
-    world.meter.insert(card)
-    return card
-
-
 @pytest.mark.parametrize("step", ["pending", "written"])
 def test_crash_then_repeat_the_request(world: World, step: str) -> None:
-    card = opened(world)
+    card = world.opened()
     world.desk.checkpoint = crash_at(step)
     with pytest.raises(Crash):
         world.sell(card, 3000, "req-1")
@@ -72,7 +47,7 @@ def test_crash_then_repeat_the_request(world: World, step: str) -> None:
 
 @pytest.mark.parametrize("step", ["pending", "written"])
 def test_crash_then_the_customer_goes_to_the_meter_then_buys_again(world: World, step: str) -> None:
-    card = opened(world)
+    card = world.opened()
     world.desk.checkpoint = crash_at(step)
     with pytest.raises(Crash):
         world.sell(card, 3000, "req-1")
@@ -115,7 +90,7 @@ def test_crash_while_issuing_the_opening_card(world: World, step: str) -> None:
 
 def test_two_desks_on_one_card_only_one_succeeds(world: World) -> None:
     """Desk B read the card, desk A sold meanwhile: B's sale is refused, not doubled."""
-    card = opened(world)
+    card = world.opened()
     copy_of_card = copy.deepcopy(card)  # B's view of the card, read before A wrote
     world.sell(card, 3000)
     with pytest.raises(ConflictError):
@@ -170,14 +145,14 @@ def test_card_pulled_after_every_byte_of_a_sale(sqlite_db: Database, keys: CardK
     """Exhaustive, once (SQLite: the desk's logic does not depend on the database);
     PostgreSQL gets the sample below."""
     world = World(sqlite_db, keys)
-    card = opened(world)
+    card = world.opened()
     tears = tear_sweep(world, card, range(0, 2000), alternate=True, to_the_end=True)
     assert tears > 150  # write-back clear, parameters and purse at least
     assert all(s.status is not SaleStatus.PENDING for s in world.sales())
 
 
 def test_card_pulled_at_a_sample_of_bytes_on_both_databases(world: World) -> None:
-    card = opened(world)
+    card = world.opened()
     for n in (0, 5, 63, 64, 130, 140, 149):
         assert tear_sweep(world, card, range(n, n + 1), alternate=False, to_the_end=False) == 1
 
@@ -189,7 +164,7 @@ def test_two_desks_racing_on_one_reading_only_one_begins(world: World) -> None:
     from cardcenter.cards.reading import read_card
     from cardcenter.sales.desk import Desk, SaleStart
 
-    card = opened(world)
+    card = world.opened()
     reading = read_card(connect(card), world.keys)
     desks = [
         Desk(world.db.sessions, world.keys, operator=name, site="HQ", clock=world.clock)

@@ -9,6 +9,7 @@ journal balanced.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from centre_support import in_threads
 from flask import Flask
 from sqlalchemy import func, select
 from test_web_api import PAN, ApiWorld, Terminal, error_of
@@ -190,23 +192,12 @@ def test_a_burst_of_one_request_id_over_http_sells_once(world: RaceWorld, live_s
     headers = world.clients["bank"].headers
     for round_no in range(3):
         body = {"request_id": f"burst-{round_no}", "meter": PAN, "amount": "10"}
-        barrier = threading.Barrier(8)
-        answers: list[Any] = []
 
-        def call(
-            body: dict[str, Any] = body,
-            barrier: threading.Barrier = barrier,
-            answers: list[Any] = answers,
-        ) -> None:
-            barrier.wait()
+        def call(body: dict[str, Any] = body) -> tuple[int, Any]:
             got = requests.post(f"{live_server}/api/keypad/sales", json=body, headers=headers)
-            answers.append((got.status_code, got.json()))
+            return got.status_code, got.json()
 
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
+        answers = in_threads(*[call] * 8, together=True)
         statuses = sorted(status for status, _ in answers)
         assert statuses == [200] * 7 + [201], answers
         assert len({str(b["tokens"]) for _, b in answers}) == 1
@@ -303,23 +294,21 @@ def test_a_keypad_reverse_racing_reprints_refunds_nothing(world: RaceWorld) -> N
     assert sold.status_code == 201
     sale_id = sold.get_json()["sale"]["id"]
     before = len(world.journal())
-    barrier = threading.Barrier(6)
-    answers: list[Any] = []
 
-    def call(path: str, method: str) -> None:
-        http = world.app.test_client()
-        barrier.wait()
-        got = http.open(path, method=method, headers=world.clients["agent"].headers)
-        answers.append((path.rsplit("/", 1)[-1], got.status_code))
+    def call(what: str, method: str) -> tuple[str, int]:
+        path = f"/api/keypad/sales/{sale_id}/{what}"
+        got = world.app.test_client().open(
+            path, method=method, headers=world.clients["agent"].headers
+        )
+        return what, got.status_code
 
-    threads = [
-        threading.Thread(target=call, args=(f"/api/keypad/sales/{sale_id}/{what}", method))
-        for what, method in [("reverse", "POST"), ("reprint", "GET")] * 3
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    answers = in_threads(
+        *[
+            functools.partial(call, what, method)
+            for what, method in [("reverse", "POST"), ("reprint", "GET")] * 3
+        ],
+        together=True,
+    )
     assert sorted(answers) == [("reprint", 200)] * 3 + [("reverse", 409)] * 3
     assert len(world.journal()) == before
     assert world.sale(sale_id).status is SaleStatus.DELIVERED
@@ -336,33 +325,21 @@ def test_two_card_reversals_at_once_refund_once(world: RaceWorld) -> None:
     path = f"/api/card/sales/{sale['id']}/reverse"
     terminal = world.terminal()
     body = _reverse_body(terminal)  # one reading and challenge: the card answers either script
-    barrier = threading.Barrier(2)
-    answers: list[Any] = []
 
-    def call() -> None:
-        http = world.app.test_client()
-        barrier.wait()
-        got = http.post(path, json=body, headers=world.clients["agent"].headers)
-        answers.append((got.status_code, got.get_json()))
+    def call() -> tuple[int, Any]:
+        got = world.app.test_client().post(path, json=body, headers=world.clients["agent"].headers)
+        return got.status_code, got.get_json()
 
-    threads = [threading.Thread(target=call) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    answers = in_threads(call, call, together=True)
     statuses = sorted(status for status, _ in answers)
     assert statuses == [200, 409], answers
     assert world.till("agent") == -3000  # nothing moves before the card proves it
     card_write = next(b["card_write"] for s, b in answers if s == 200)
     read_back = terminal.relay(card_write)
     write_back = terminal.before_last
-    confirms: list[int] = []
-    barrier2 = threading.Barrier(2)
 
-    def confirm() -> None:
-        http = world.app.test_client()
-        barrier2.wait()
-        got = http.post(
+    def confirm() -> int:
+        got = world.app.test_client().post(
             f"/api/card/sales/{sale['id']}/confirm",
             json={
                 "confirmation": card_write["confirmation"],
@@ -371,13 +348,9 @@ def test_two_card_reversals_at_once_refund_once(world: RaceWorld) -> None:
             },
             headers=world.clients["agent"].headers,
         )
-        confirms.append(got.status_code)
+        return got.status_code
 
-    threads = [threading.Thread(target=confirm) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    confirms = in_threads(confirm, confirm, together=True)
     assert 200 in confirms and set(confirms) <= {200, 409}, confirms
     assert world.sale(sale["id"]).status is SaleStatus.REVERSED
     assert world.till("agent") == 0
