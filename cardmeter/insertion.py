@@ -184,7 +184,7 @@ class Insertion:
 
         result = self._settle_pending(purse.purchase_count, purse.amount)
         if result is None:
-            result = self._count_rule(snapshot, purse.purchase_count, purse.amount)
+            result = self._count_rule(snapshot, params, purse.purchase_count, purse.amount)
             if result is InsertionResult.LOADED:
                 # a new purchase: pending first, then the card, then commit
                 self._take_parameters(snapshot, params)
@@ -222,7 +222,12 @@ class Insertion:
             self._commit(pending.purchase_count, pending.amount)
         return None
 
-    def _count_rule(self, snapshot: CardSnapshot, count: int, amount: int) -> InsertionResult:
+    def _count_rule(
+        self, snapshot: CardSnapshot, incoming: Parameters, count: int, amount: int
+    ) -> InsertionResult:
+        """The purchase-count rule for a new purchase; the hoarding limit is the one that
+        will hold once it is loaded: the card's, when it brings new parameters (the centre
+        checks each sale against the customer's parameters as they are now)."""
         st = self.state
         if count < st.last_purchase_count:
             return InsertionResult.COUNT_LOWER
@@ -232,7 +237,7 @@ class Insertion:
             return InsertionResult.COUNT_TOO_HIGH
         if snapshot.state(WRITE_BACK).status is not FileStatus.CLEARED:
             return InsertionResult.WRITE_BACK_NOT_EMPTY
-        params = st.parameters
+        params = incoming if UpdateFlags.PARAMETERS in incoming.update_flags else st.parameters
         limit = params.hoarding_limit if params is not None else None
         if limit is not None and st.remaining + amount > limit:
             return InsertionResult.HOARDING_LIMIT

@@ -507,6 +507,16 @@ class Desk:
             amount = card.purse_amount - sale.credit
             if amount < 0:
                 raise ConflictError(f"card {card.serial} does not carry sale {sale_id}")
+            months = sale.breakdown.get("months") or []
+            paid_through = visit.customer.fixed_paid_through
+            if months and paid_through is not None and paid_through > max(months):
+                # The books hold one "paid through" month: months refunded before
+                # months another sale paid would be a gap nobody charges again.
+                raise ConflictError(
+                    f"sale {sale_id} paid the fixed charges of {', '.join(months)}, and a later "
+                    f"sale paid the months after them (through {paid_through}): reverse "
+                    "that sale first"
+                )
             if proven_later and not reading.write_back_cleared:
                 raise ConflictError(
                     f"card {card.serial} carries a write-back its meter wrote: a terminal's "

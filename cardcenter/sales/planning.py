@@ -211,24 +211,35 @@ def build_write(
     channel's reversal: the card proves afterwards that it is still clear).
     """
     current, scheduled = tariffs or tariffs_at(session, customer, at)
+    kind = pricing.user_type(current.kind)
     flags = UpdateFlags(0)
     if customer.parameter_version != meter.parameter_version:
         flags |= UpdateFlags.PARAMETERS
     set1 = set2 = None
     if current.id != meter.tariff_version_id:
-        flags |= UpdateFlags.CURRENT_TOU | UpdateFlags.CURRENT_TIER
+        # The parameters go too: they carry the user type, by which the meter reads
+        # the set (a version of another kind priced as the old kind would be wrong).
+        flags |= UpdateFlags.CURRENT_TOU | UpdateFlags.CURRENT_TIER | UpdateFlags.PARAMETERS
         set1 = pricing.to_tariff_set(current)
+    if scheduled is not None and pricing.user_type(scheduled.kind) is not kind:
+        # The meter switches sets at the switch time but keeps its user type, which
+        # one card holds for both: a version of another kind reaches the meter as the
+        # current set, with the first card written after it starts.
+        scheduled = None
     if scheduled is not None:
         flags |= UpdateFlags.BACKUP_TOU | UpdateFlags.BACKUP_TIER
         set2 = pricing.to_tariff_set(scheduled, switch_time=scheduled.active_from)
     params = Parameters(
-        user_type=pricing.user_type(current.kind),
+        user_type=kind,
         card_type=card_type or card_type_for(card),
         meter_no=meter.meter_no,
         customer_no=customer.customer_no,
         update_flags=flags,
         parameter_version=customer.parameter_version % 256,
-        tariff_switch_time=scheduled.active_from if scheduled is not None else None,
+        # In whole minutes, as the backup set's own switch time (the card holds minutes).
+        tariff_switch_time=(
+            pricing.card_minute(scheduled.active_from) if scheduled is not None else None
+        ),
         alarm1=customer.alarm1,
         alarm2=customer.alarm2,
         ct_ratio=meter.ct_ratio,

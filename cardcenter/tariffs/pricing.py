@@ -395,7 +395,7 @@ def user_type(kind: TariffKind | str) -> UserType:
     return _USER_TYPES[_kind(kind)]
 
 
-def _card_minute(at: datetime) -> datetime:
+def card_minute(at: datetime) -> datetime:
     """``at`` in UTC, rounded *up* to a whole minute (the card's switch time holds minutes).
 
     Up, not down: the meter switches at the first interval starting at or
@@ -426,7 +426,7 @@ def to_tariff_set(version: TariffVersion, switch_time: datetime | None = None) -
         settlement_dates=tuple(
             SettlementDate(month=m, day=d, hour=h) for m, d, h in s["settlement_dates"]
         ),
-        switch_time=None if switch_time is None else _card_minute(switch_time),
+        switch_time=None if switch_time is None else card_minute(switch_time),
     )
 
 
