@@ -59,6 +59,7 @@ from typing import Any, TypeVar
 from sqlalchemy import JSON, Column, Dialect, LargeBinary, Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cardcenter.cards.models import Card
 from cardcenter.core.db import (
     Base,
     UTCDateTime,
@@ -257,6 +258,7 @@ _SALES = _table(Sale)
 _METERS = _table(Meter)
 _CUSTOMERS = _table(Customer)
 _MONTHLY = _table(MonthlyUsage)
+_CARDS = _table(Card)
 _METER_COLUMNS = (
     "loaded_count",
     "remaining",
@@ -422,6 +424,7 @@ _RECORD_COLUMNS = tuple(
 )
 """The ``write_backs`` columns a checked record carries (:attr:`_Parsed.record`)."""
 _WRITTEN_AT = _RECORD_COLUMNS.index("written_at")
+_CARD_SERIAL = _RECORD_COLUMNS.index("card_serial")
 
 
 def _record(line: _Line, write_back: WriteBack, history: History | None) -> tuple[Any, ...]:
@@ -631,6 +634,29 @@ def _stored_months(
         (first,),
     )
     return {(meter_id, month): quantity for meter_id, month, quantity in rows}
+
+
+def _register_cards(session: Session, written: Sequence[tuple[_Parsed, int]]) -> None:
+    """Mark registered the cards these write-backs were collected from, as a desk does.
+
+    Their meter wrote on them, so it has taken them: a replacement's serial is
+    registered in the meter, and its next sale is a purchase card's, which may
+    be added to. Only a card of the record's own meter not registered yet is
+    touched (few: a replacement not seen since it was issued).
+    """
+    meters_of = {(p.record[_CARD_SERIAL], meter_id) for p, meter_id in written}
+    if not meters_of:
+        return
+    rows = _Reader(session).rows(
+        (_CARDS.c.id, _CARDS.c.serial, _CARDS.c.meter_id),
+        "FROM cards WHERE cards.serial IN",
+        sorted({serial for serial, _ in meters_of}),
+        "AND cards.registered = {mark}",
+        (False,),
+    )
+    ids = [card_id for card_id, serial, meter_id in rows if (serial, meter_id) in meters_of]
+    if ids:
+        _Driver(session).update(_CARDS, [{"id": i, "registered": True} for i in ids])
 
 
 def _open_unknown(session: Session, texts: Sequence[str]) -> set[str]:
@@ -909,6 +935,7 @@ def _write(
     moved = sorted({f.parsed.write_back.meter_no for f in fresh})
     db.update_tuples(_METERS, _METER_COLUMNS, "id", [_meter_row(bases[no]) for no in moved])
     upsert_monthly_usage(session, [(m, month, q) for (m, month), q in months.items()])
+    _register_cards(session, written)
     return len(findings)
 
 

@@ -878,10 +878,20 @@ def reconcile_write_back(
     made and the meter's baseline advanced (module docstring). Flushes; the
     caller commits.
     """
+    # The meter's row locked and read again: on PostgreSQL the caller's copy may be
+    # older than a bulk import committed since (READ COMMITTED), and a baseline from
+    # it would count the import's span of consumption a second time.
+    session.flush()
+    session.refresh(meter, with_for_update=True)
     customer = meter.customer
     base = Baseline.of_meter(meter, customer, tampered=False)
     check_identity(base, write_back)
     assert customer is not None  # check_identity refuses a meter without one
+    if card is not None:
+        # Its meter wrote this write-back on it: the meter has taken the card (a
+        # replacement's serial is registered), whether the write-back is new, stale
+        # or stored already (an import of the offline card writer's records).
+        card.registered = True
     digest = write_back_digest(raw_write_back)
     existing = session.scalar(select(WriteBackRecord).where(WriteBackRecord.digest == digest))
     if existing is not None:
@@ -977,8 +987,6 @@ def reconcile_write_back(
     session.add_all(findings)
     for name, value in base.meter_values().items():
         setattr(meter, name, value)
-    if card is not None:
-        card.registered = True
     upsert_monthly_usage(session, [(meter.id, m, q) for m, q in a.monthly])
     session.flush()
     return ReconcileResult(record, reconciliation, False, False, delivered, findings)
