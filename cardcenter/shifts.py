@@ -8,14 +8,21 @@ expected cash and the report's ``takings`` for that operator agree:
 
 - **taken**: the ``tendered`` of the operator's sales at the shift's site
   made during the shift and not void or pending (written, delivered, and
-  those reversed or refunded later: the cash was taken all the same);
-- **refunded**: the ``tendered`` of the operator's sales at that site that
-  were reversed (or refunded) during the shift, whoever sold them when:
-  the money goes back out of the drawer of the operator who took it, as the
-  sales report charges it;
+  those reversed or refunded later: the cash was taken all the same); a
+  meter swap's carry-over took no cash and is not counted;
+- **refunded**: the ``tendered`` of the sales at that site that this
+  operator reversed (or refunded) during the shift, whoever sold them when:
+  the money goes back out of the drawer of the operator who hands it over,
+  as the journal books it (a sale is reversed only at the hall that sold
+  it, whose till took its cash);
 - **paid out**: account-closing refunds this operator paid from this site's
   till during the shift (the journal's ``meter:N -> till:SITE`` movements,
-  net of a customer settling a debt the other way).
+  net of a customer settling a debt the other way: an overdrawn meter's
+  debt, at closing or at a meter swap).
+
+A shift is not closed while the operator has a sale pending at its site (a
+card write cut short): its cash is in the drawer, and the books take it
+only when the sale is confirmed (or void it), so the count would not agree.
 
 ``expected = float + taken - refunded - paid out``; the difference is
 counted minus expected (negative: the drawer is short). A difference of
@@ -46,9 +53,9 @@ from sqlalchemy.orm import Session
 from cardcenter.core.db import utcnow
 from cardcenter.core.errors import ConflictError, InvalidInputError, NotFoundError
 from cardcenter.operators.models import Operator, Shift
-from cardcenter.reports.services import PAID_BACK, TAKEN
+from cardcenter.reports.services import PAID_BACK, PAID_BACK_BY, TAKEN
 from cardcenter.sales import ledger
-from cardcenter.sales.models import Sale
+from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 from cardcenter.tariffs.pricing import format_money
 
 __all__ = [
@@ -151,6 +158,7 @@ def cash_up(session: Session, shift: Shift, *, until: datetime | None = None) ->
             Sale.operator_id == shift.operator_id,
             Sale.site == shift.site,
             Sale.status.in_(TAKEN),
+            Sale.kind != SaleKind.CARRY_OVER,
             Sale.created_at >= start,
             Sale.created_at <= end,
         )
@@ -158,7 +166,7 @@ def cash_up(session: Session, shift: Shift, *, until: datetime | None = None) ->
     paid_back_at = func.coalesce(Sale.reversed_at, Sale.created_at)
     paid_back = session.execute(
         select(func.count(), func.coalesce(func.sum(Sale.tendered), 0)).where(
-            Sale.operator_id == shift.operator_id,
+            PAID_BACK_BY == shift.operator_id,  # noqa: SIM300 - a column, not a constant
             Sale.site == shift.site,
             Sale.status.in_(PAID_BACK),
             paid_back_at >= start,
@@ -224,6 +232,19 @@ def close_shift(
     )
     if shift is None:
         raise ConflictError("there is no open shift to close: open one first")
+    pending = session.scalars(
+        select(Sale.id).where(
+            Sale.operator_id == operator_id,
+            Sale.site == shift.site,
+            Sale.status == SaleStatus.PENDING,
+        )
+    ).all()
+    if pending:
+        raise ConflictError(
+            f"sale {', '.join(map(str, pending))} is pending (its card write was cut short): "
+            "finish it with the card in the reader (repeat the sale, or `sale recover`) "
+            "before the cash-up, so the books count its cash"
+        )
     at = now or utcnow()
     figures = cash_up(session, shift, until=at)
     difference = counted - figures.expected

@@ -133,6 +133,7 @@ def swap_meter(
                 -balance,
                 "overdraft debt of the removed meter",
                 customer_id=customer.id,
+                operator_id=operator.id,  # collected into this operator's drawer
             )
         old.status = MeterStatus.REMOVED
         old.removed_at = at

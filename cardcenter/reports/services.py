@@ -33,6 +33,7 @@ from sqlalchemy.exc import CompileError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import String
 
@@ -46,7 +47,9 @@ from cardcenter.customers.models import (
 )
 from cardcenter.operators.models import Operator
 from cardcenter.reconciliation.models import Finding, FindingStatus, MonthlyUsage
-from cardcenter.sales.models import Sale, SaleStatus
+from cardcenter.sales import ledger
+from cardcenter.sales.ledger import JournalEntry
+from cardcenter.sales.models import Sale, SaleKind, SaleStatus
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,9 @@ TAKEN = tuple(
     )
 )
 PAID_BACK = (SaleStatus.REVERSED.value, SaleStatus.REFUNDED.value)
+PAID_BACK_BY: ColumnElement[int] = func.coalesce(Sale.reversed_by, Sale.operator_id)
+"""Who handed a reversed sale's money back: its reversing operator (the seller for a
+sale whose reversal recorded none)."""
 
 SALES_COLUMNS = (
     "day",
@@ -157,10 +163,11 @@ SALES_COLUMNS = (
     "credit",
     "refunds",
     "refunded",
+    "paid_out",
     "takings",
 )
-SALES_MONEY = ("tendered", "fixed_charge", "tax", "credit", "refunded", "takings")
-_CASH_UP_KEYS = ("sales", "tendered", "refunds", "refunded", "takings")
+SALES_MONEY = ("tendered", "fixed_charge", "tax", "credit", "refunded", "paid_out", "takings")
+_CASH_UP_KEYS = ("sales", "tendered", "refunds", "refunded", "paid_out", "takings")
 
 
 def sales_report(
@@ -184,12 +191,16 @@ def sales_report(
     - ``refunds``/``refunded``: reversed or refunded sales, on the day of their reversal
       (``reversed_at``; ``created_at`` if a reversal time was never recorded), with the full
       amount tendered, which is what was handed back.
-    - ``takings`` = ``tendered - refunded``: what the till must hold for that row. A sale made
-      and reversed inside the period therefore adds nothing to the takings, and one sold before
-      ``start`` but reversed inside the period lowers them, as the drawer does.
+    - ``paid_out``: account-closing refunds paid from the till, net of debts collected into it
+      (an overdrawn meter's, at closing or at a meter swap), from the journal, on their day.
+    - ``takings`` = ``tendered - refunded - paid_out``: what the till must hold for that row.
+      A sale made and reversed inside the period therefore adds nothing to the takings, and one
+      sold before ``start`` but reversed inside the period lowers them, as the drawer does.
 
-    Refunds are charged to the operator and site *of the sale*: the sales table records no
-    reversing operator. ``start`` and ``end`` are inclusive days in ``timezone``; ``site``
+    A meter swap's carry-over took no cash and is not a sale here. Refunds are charged to the
+    operator who handed the money back (the sale's reversing operator) at the sale's site (a
+    sale is reversed only at the hall that sold it), as the journal books them and a shift's
+    cash-up counts them. ``start`` and ``end`` are inclusive days in ``timezone``; ``site``
     and ``operator`` (a user name) narrow every row and total.
 
     ``totals`` holds the grand total (the row columns summed) plus ``by_operator`` and
@@ -208,13 +219,13 @@ def sales_report(
 
     zone = zone_of(timezone)
 
-    def narrow(stmt: Any, moment: Any) -> Any:
+    def narrow(stmt: Any, moment: Any, where: Any = None) -> Any:
         if start is not None:
             stmt = stmt.where(moment >= datetime.combine(start, time.min, tzinfo=zone))
         if end is not None:
             stmt = stmt.where(moment < datetime.combine(end + timedelta(days=1), time.min, zone))
         if site is not None:
-            stmt = stmt.where(Sale.site == site)
+            stmt = stmt.where(Sale.site == site if where is None else where)
         if operator is not None:
             stmt = stmt.where(Operator.username == operator)
         return stmt
@@ -232,7 +243,7 @@ def sales_report(
             func.sum(Sale.credit),
         )
         .join(Operator, Operator.id == Sale.operator_id)
-        .where(Sale.status.in_(TAKEN)),
+        .where(Sale.status.in_(TAKEN), Sale.kind != SaleKind.CARRY_OVER),
         Sale.created_at,
     ).group_by(sold_day, Sale.site, Operator.username)
 
@@ -246,10 +257,30 @@ def sales_report(
             func.count(),
             func.sum(Sale.tendered),
         )
-        .join(Operator, Operator.id == Sale.operator_id)
+        .join(Operator, Operator.id == PAID_BACK_BY)
         .where(Sale.status.in_(PAID_BACK)),
         paid_back_at,
     ).group_by(paid_back_day, Sale.site, Operator.username)
+
+    # Account closings (and a swapped meter's debt): meter:N <-> till:SITE, no sale.
+    entry = JournalEntry
+    till_side = case((entry.destination.like("till:%"), entry.destination), else_=entry.source)
+    out_of_till = case((entry.destination.like("till:%"), entry.amount), else_=-entry.amount)
+    entry_day = local_day(entry.at, timezone)
+    entry_site = func.substr(till_side, len("till:") + 1)
+    closings = narrow(
+        select(entry_day, entry_site, Operator.username, func.sum(out_of_till))
+        .join(Operator, Operator.id == entry.operator_id)
+        .where(
+            entry.sale_id.is_(None),
+            or_(
+                and_(entry.source.like("meter:%"), entry.destination.like("till:%")),
+                and_(entry.source.like("till:%"), entry.destination.like("meter:%")),
+            ),
+        ),
+        entry.at,
+        till_side == ledger.till(site) if site is not None else None,
+    ).group_by(entry_day, entry_site, Operator.username)
 
     table: dict[tuple[str, str, str], dict[str, Any]] = {}
 
@@ -274,10 +305,12 @@ def sales_report(
         row = row_for(day, row_site, username)
         row["refunds"] = int(count)
         row["refunded"] = int(tendered)
+    for day, row_site, username, paid in session.execute(closings):
+        row_for(day, row_site, username)["paid_out"] = int(paid)
 
     rows = [table[key] for key in sorted(table)]
     for row in rows:
-        row["takings"] = row["tendered"] - row["refunded"]
+        row["takings"] = row["tendered"] - row["refunded"] - row["paid_out"]
 
     totals: dict[str, Any] = {name: sum(row[name] for row in rows) for name in SALES_COLUMNS[3:]}
     totals["by_operator"] = _cash_up(rows, "operator")

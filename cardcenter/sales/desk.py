@@ -452,6 +452,11 @@ class Desk:
                 raise CardRefusedError(
                     f"sale {sale_id} was not sold to the account of card {visit.card.serial}"
                 )
+            if sale.site != self.site:
+                raise ConflictError(
+                    f"sale {sale_id} was sold at {sale.site}, whose till took its cash: "
+                    "reverse it there"
+                )
             if sale.kind is SaleKind.CARRY_OVER:
                 raise ConflictError(
                     f"sale {sale_id} carries the credit of a removed meter, not money paid at "

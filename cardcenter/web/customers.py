@@ -81,6 +81,7 @@ from cardcenter.web.auth import current_operator, require_role
 from cardcenter.web.blueprints import NavItem, Section
 from cardcenter.web.charts import Chart, bar_chart
 from cardcenter.web.i18n import _, _l
+from cardcenter.web.shifts import require_open_shift
 from cardcenter.web.state import state
 from cardlayout.codec.money import parse_decimal
 from cardlayout.errors import CardLayoutError, FormatError
@@ -532,6 +533,8 @@ def new() -> ResponseReturnValue:
     issue = form.get("kind", "card") == MeterKind.CARD.value and form.get("issue") == "yes"
     try:
         tendered = _amount(form.get("amount", "")) if issue else None
+        if tendered:
+            require_open_shift()  # a first purchase is a sale: its cash goes in a drawer
         customer = _opening_account(session, form)
         if issue:
             _blank_card_ready(customer)
@@ -672,6 +675,8 @@ def issue(customer_id: int) -> ResponseReturnValue:
             tendered = _amount(request.form.get("amount", ""))
         except FormError as exc:
             return _card_form("customers/issue.html", customer, exc.message, exc.status)
+        if tendered:
+            require_open_shift()
         outcome = _issue(customer, tendered, request.form.get("request_id") or None)
         if isinstance(outcome, FormError):
             return _card_form(

@@ -81,6 +81,7 @@ COLUMNS = {
     "credit": _l("Credit"),
     "refunds": _l("Refunds"),
     "refunded": _l("Refunded"),
+    "paid_out": _l("Paid out"),
     "takings": _l("Takings"),
     "month": _l("Month"),
     "meters": _l("Meters"),

@@ -179,9 +179,18 @@ def sales_world(w: World) -> None:
 
 def cash(day: str, site: str, operator: str, **values: int) -> dict[str, Any]:
     row: dict[str, Any] = {"day": day, "site": site, "operator": operator}
-    for name in ("sales", "tendered", "fixed_charge", "tax", "credit", "refunds", "refunded"):
+    for name in (
+        "sales",
+        "tendered",
+        "fixed_charge",
+        "tax",
+        "credit",
+        "refunds",
+        "refunded",
+        "paid_out",
+    ):
         row[name] = values.get(name, 0)
-    row["takings"] = row["tendered"] - row["refunded"]
+    row["takings"] = row["tendered"] - row["refunded"] - row["paid_out"]
     return row
 
 
@@ -225,6 +234,7 @@ def test_sales_report_rows_and_cash_up(world: World) -> None:
         "credit": 17200,
         "refunds": 2,
         "refunded": 4000,
+        "paid_out": 0,
         "takings": 16700,
         "by_operator": {
             "alice": {
@@ -232,17 +242,33 @@ def test_sales_report_rows_and_cash_up(world: World) -> None:
                 "tendered": 15700,
                 "refunds": 1,
                 "refunded": 3000,
+                "paid_out": 0,
                 "takings": 12700,
             },
-            "bob": {"sales": 1, "tendered": 5000, "refunds": 1, "refunded": 1000, "takings": 4000},
+            "bob": {
+                "sales": 1,
+                "tendered": 5000,
+                "refunds": 1,
+                "refunded": 1000,
+                "paid_out": 0,
+                "takings": 4000,
+            },
         },
         "by_site": {
-            "HQ": {"sales": 3, "tendered": 15000, "refunds": 1, "refunded": 3000, "takings": 12000},
+            "HQ": {
+                "sales": 3,
+                "tendered": 15000,
+                "refunds": 1,
+                "refunded": 3000,
+                "paid_out": 0,
+                "takings": 12000,
+            },
             "NORTH": {
                 "sales": 2,
                 "tendered": 5700,
                 "refunds": 1,
                 "refunded": 1000,
+                "paid_out": 0,
                 "takings": 4700,
             },
         },
@@ -318,11 +344,11 @@ def test_sales_report_csv_json_and_text(world: World) -> None:
     report = sales_report(world.session, start=date(2024, 3, 1), end=date(2024, 3, 3))
     lines = to_csv(report).split("\r\n")
     assert (
-        lines[0]
-        == "day,site,operator,sales,tendered,fixed_charge,tax,credit,refunds,refunded,takings"
+        lines[0] == "day,site,operator,sales,tendered,fixed_charge,tax,credit,refunds,refunded,"
+        "paid_out,takings"
     )
-    assert lines[1] == "2024-03-01,HQ,alice,3,150.00,5.00,22.50,122.50,0,0.00,150.00"
-    assert lines[2] == "2024-03-02,HQ,alice,0,0.00,0.00,0.00,0.00,1,30.00,-30.00"
+    assert lines[1] == "2024-03-01,HQ,alice,3,150.00,5.00,22.50,122.50,0,0.00,0.00,150.00"
+    assert lines[2] == "2024-03-02,HQ,alice,0,0.00,0.00,0.00,0.00,1,30.00,0.00,-30.00"
     assert len(lines) == 6 and lines[5] == ""
     assert from_json(to_json(report)) == report
     data = json.loads(to_json(report))

@@ -177,14 +177,14 @@ def test_the_sales_report_with_its_chart_cash_up_and_csv(
     assert download.text == expected
     lines = expected.splitlines()
     assert (
-        lines[0]
-        == "day,site,operator,sales,tendered,fixed_charge,tax,credit,refunds,refunded,takings"
+        lines[0] == "day,site,operator,sales,tendered,fixed_charge,tax,credit,refunds,refunded,"
+        "paid_out,takings"
     )
-    assert "2024-03-03,HQ,ann,0,0.00,0.00,0.00,0.00,1,30.00,-30.00" in lines
+    assert "2024-03-03,HQ,ann,0,0.00,0.00,0.00,0.00,1,30.00,0.00,-30.00" in lines
 
     narrowed = client.get("/reports/sales.csv?start=2024-03-01&end=2024-03-01&operator=bob")
     assert narrowed.text.splitlines()[1:] == [
-        "2024-03-01,NORTH,bob,1,50.00,0.00,0.00,50.00,0,0.00,50.00"
+        "2024-03-01,NORTH,bob,1,50.00,0.00,0.00,50.00,0,0.00,0.00,50.00"
     ]
     # by default the last 30 days: nothing in 2024
     assert 'id="report-chart"' not in client.get("/reports/sales").text
