@@ -141,7 +141,10 @@ def receipt(result: dict[str, Any]) -> str:
             f"({energy['basis']})"
         )
         if energy["unvended"] != "0.00":
-            lines.append(f"  paid below the token's resolution, not vended: {energy['unvended']}")
+            lines.append(
+                f"  paid below the token's resolution, kept for the next token: "
+                f"{energy['unvended']}"
+            )
     if result.get("tables"):
         lines.append(f"STA tables: {result['tables']}")
     if result.get("key_change"):

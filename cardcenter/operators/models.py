@@ -57,6 +57,9 @@ class Operator(Base):
     """The operator's language in the web application: one of :data:`LOCALES`."""
     password_changed_at: Mapped[datetime | None] = mapped_column(default=None)
     """When the password was last set: web sessions logged in before it are ended."""
+    sessions_ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the operator logged out or was disabled: web sessions logged in before it are
+    ended, a copied cookie and a session idle through a disable and re-enable included."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -14,8 +14,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, inspect, select
+from sqlalchemy import Engine, bindparam, inspect, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from cardcenter.core.db import utcnow
 from cardcenter.core.errors import CentreError, ConflictError, InvalidInputError
@@ -174,8 +175,18 @@ def authenticate(
     if operator.locked_until is not None and operator.locked_until > at:
         raise LoginRefusedError("locked", operator)
     if not _matches(operator.password_hash, password):
-        operator.failed_logins += 1
-        if operator.failed_logins >= policy.max_failures:
+        # Counted in the row, not from the copy read above: guesses sent at once (on
+        # PostgreSQL their transactions overlap) must each count, or the lock-out
+        # could be outrun. The UPDATE waits for any other one's on the row.
+        failures = session.execute(
+            update(Operator)
+            .where(Operator.id == operator.id)
+            .values(failed_logins=Operator.failed_logins + 1)
+            .returning(Operator.failed_logins)
+            .execution_options(synchronize_session=False)
+        ).scalar_one()
+        set_committed_value(operator, "failed_logins", failures)
+        if failures >= policy.max_failures:
             operator.locked_until = at + policy.lockout
             operator.failed_logins = 0
             raise LoginRefusedError("locked now", operator)

@@ -158,14 +158,24 @@ class Desk:
     # -- selling -------------------------------------------------------------------
 
     def sell(
-        self, channel: CardChannel, tendered: int, request_id: str | None = None
+        self,
+        channel: CardChannel,
+        tendered: int,
+        request_id: str | None = None,
+        *,
+        quoted_credit: int | None = None,
     ) -> dict[str, Any]:
-        """Sell ``tendered`` (minor units) to the card in the reader."""
+        """Sell ``tendered`` (minor units) to the card in the reader.
+
+        ``quoted_credit``: the credit a quote showed the customer; a new sale
+        that would credit anything else (a tariff version or the fixed charges
+        owed changed since) is refused and nothing is recorded.
+        """
         request_id = check_request_id(request_id)
         if tendered <= 0:
             raise InvalidInputError("amount", "give an amount above 0")
         reading = read_card(channel, self.keys)
-        started = self.begin_sale(reading, tendered, request_id)
+        started = self.begin_sale(reading, tendered, request_id, quoted_credit=quoted_credit)
         if isinstance(started, dict):
             return started
         self.checkpoint("pending")
@@ -174,7 +184,12 @@ class Desk:
         return self.finish_sale(started)
 
     def begin_sale(
-        self, reading: CardReading, tendered: int, request_id: str
+        self,
+        reading: CardReading,
+        tendered: int,
+        request_id: str,
+        *,
+        quoted_credit: int | None = None,
     ) -> SaleStart | dict[str, Any]:
         """Step 1 of a sale (no card I/O): settle, reconcile, price, record pending.
 
@@ -205,6 +220,13 @@ class Desk:
                 sale = existing
             else:
                 sale = self._plan_sale(session, visit, reading, operator, tendered, request_id, at)
+                if quoted_credit is not None and sale.credit != quoted_credit:
+                    raise ConflictError(
+                        f"the price changed since the quote: {pricing.format_money(tendered)} "
+                        f"now buys a credit of {pricing.format_money(sale.credit)}, not the "
+                        f"{pricing.format_money(quoted_credit)} quoted; quote again. Nothing "
+                        "was sold"
+                    )
             write = planning.build_write(
                 session,
                 customer=visit.customer,

@@ -45,6 +45,12 @@ def consumed(customer_id: int) -> str:
     return f"consumed:{customer_id}"
 
 
+def unvended(customer_id: int) -> str:
+    """Money paid for a keypad meter that no token carried yet (under one token step):
+    the next vend adds it to its credit."""
+    return f"unvended:{customer_id}"
+
+
 class JournalEntry(Base):
     __tablename__ = "journal"
     __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)

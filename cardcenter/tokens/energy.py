@@ -27,8 +27,9 @@ floats), and in this order:
    1638.4 kWh every tenth is representable; above, at most one step
    (1, 10 or 100 kWh at the top) is not vended.
 
-What is paid and not turned into energy (less than one step's worth) stays
-with the credit in the books (``meter:N``), and the result shows it.
+What is paid and not turned into energy (less than one step's worth) is
+kept apart in the books (``unvended:N``) and added to the customer's next
+vend (:func:`cardcenter.tokens.services.quote_vend`); the result shows it.
 """
 
 from __future__ import annotations

@@ -218,9 +218,13 @@ def identity_columns(identity: MeterIdentity) -> dict[str, Any]:
     return dict(zip(IDENTITY_COLUMNS, values, strict=True))
 
 
-def latest_base(at: datetime) -> BaseDate:
-    """The newest base date that has started at ``at``: where a rollover moves a meter to."""
-    return max((base for base in BaseDate if base.start <= at), default=BaseDate.Y1993)
+def next_base(base: BaseDate, at: datetime) -> BaseDate | None:
+    """Where a rollover moves a meter on ``base`` at ``at``: the next base date, if it has
+    started (a rollover key change moves the meter one base date on, as STS does and
+    ``cardmeter`` models it); None if there is none yet."""
+    later = [b for b in BaseDate if b.start > base.start]
+    following = min(later, key=lambda b: b.start, default=None)
+    return following if following is not None and following.start <= at else None
 
 
 def describe_identity(meter: Meter) -> dict[str, object]:

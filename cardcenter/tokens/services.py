@@ -33,7 +33,7 @@ import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, union_all, update
@@ -61,7 +61,7 @@ from cardcenter.tokens.identity import (
     describe_identity,
     identity_columns,
     identity_of,
-    latest_base,
+    next_base,
     record_change,
     recorded_identity,
     store_identity,
@@ -279,17 +279,26 @@ def plan_batch(store: KeyStore, meter: Meter, at: datetime) -> BatchPlan:
     minutes = _minutes(at, target)
     rollover = minutes is None or (last is not None and last + 1 >= TID_LIMIT)
     if rollover:
-        base = latest_base(at)
-        if base <= target.base_date:
+        base = next_base(target.base_date, at)
+        if base is None:
             raise ConflictError(
                 f"meter {current.pan}'s base date {int(target.base_date)} ran out on "
                 f"{last_minute_of(target.base_date):%Y-%m-%d %H:%M} UTC and no later base "
                 "date has started: it can take no more tokens"
             )
+        # The meter keeps the TIDs it holds, counted from the new base date (the same
+        # minutes): the new TID must still come after the last one issued, which may
+        # be ahead of the clock (tokens vended in one minute take the next ones).
+        shift = (base.start - target.base_date.start) // timedelta(minutes=1)
         target = dataclasses.replace(target, base_date=base)
-        last = None
-        minutes = tid_of(at, base)
-    assert minutes is not None
+        last = None if last is None else last - shift
+        minutes = _minutes(at, target)
+        if minutes is None:
+            raise ConflictError(
+                f"meter {current.pan}'s next base date {int(base)} has run out as well: one "
+                "rollover key change moves a meter one base date on; re-key it by hand"
+            )
+    assert minutes is not None  # a run-out base date is a rollover, above
     tid = minutes if last is None else max(minutes, last + 1)
     tables = tables_of(meter.sts_tables)
     warn_if_sample(current.ea.value, meter.sts_tables)
@@ -522,6 +531,10 @@ class VendQuote:
     """Energy the token credits, tenths of a kWh."""
     breakdown: dict[str, Any]
     """As the sale keeps it: the quote, the tariff and the energy."""
+    carried: int = 0
+    """Money earlier vends could not put on a token (:func:`ledger.unvended`), added here."""
+    unvended: int = 0
+    """Money of this vend and the carried that this token cannot carry: kept for the next."""
 
 
 def quote_vend(
@@ -549,7 +562,9 @@ def quote_vend(
     months = pricing.months_due(customer.fixed_paid_through, customer.opened_at, at)
     quote = pricing.quote(version, tendered, months)
     before = vended_this_month(session, meter, at)
-    energy = vend_energy(version, quote.credit, before)
+    # What earlier tokens could not carry (less than one step's worth) goes on this one.
+    carried = ledger.balance(session, ledger.unvended(customer.id))
+    energy = vend_energy(version, quote.credit + carried, before)
     breakdown = quote.as_dict()
     breakdown["paid_through_before"] = customer.fixed_paid_through
     breakdown["tariff"] = f"{version.tariff.name} v{version.version}"
@@ -557,10 +572,21 @@ def quote_vend(
         "bought_tenths": energy.bought,
         "vended_tenths": energy.vended,
         "month_before_tenths": before,
+        "carried": carried,
         "unvended": energy.unvended,
         "basis": energy.basis,
     }
-    return VendQuote(meter, customer, version.id, quote, energy.field, energy.vended, breakdown)
+    return VendQuote(
+        meter,
+        customer,
+        version.id,
+        quote,
+        energy.field,
+        energy.vended,
+        breakdown,
+        carried=carried,
+        unvended=energy.unvended,
+    )
 
 
 def trial_vend(
@@ -706,6 +732,20 @@ def vend(
                 (till, ledger.meter(customer.id), quote.credit, "token credit"),
                 (till, ledger.TAX, quote.tax, "tax"),
                 (till, ledger.FIXED, quote.fixed_charge, "fixed charge"),
+                # meter:N holds what the meter was given: the token's worth, the money
+                # earlier tokens could not carry included, this token's leftover not
+                (
+                    ledger.unvended(customer.id),
+                    ledger.meter(customer.id),
+                    priced.carried,
+                    "carried from earlier tokens",
+                ),
+                (
+                    ledger.meter(customer.id),
+                    ledger.unvended(customer.id),
+                    priced.unvended,
+                    "too little for this token: kept for the next",
+                ),
             ],
             customer_id=customer.id,
             sale_id=sale_id,

@@ -42,6 +42,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
+from cardcenter.core.db import utcnow
 from cardcenter.operators.models import LOCALES, Operator, Role
 from cardcenter.operators.services import LoginRefusedError, authenticate, has_role
 from cardcenter.web import db
@@ -158,11 +159,14 @@ def load_operator() -> None:
         flash(_("You were logged out after %(n)d idle minutes.", n=config.session_minutes))
         return
     operator = db.session().get(Operator, operator_id) if isinstance(operator_id, int) else None
-    changed = operator.password_changed_at if operator is not None else None
+    logged_in_at = float(session.get(_LOGGED_IN_AT, 0))
+    ended = (
+        [operator.password_changed_at, operator.sessions_ended_at] if operator is not None else []
+    )
     if (
         operator is None
         or not operator.active
-        or (changed is not None and changed.timestamp() > float(session.get(_LOGGED_IN_AT, 0)))
+        or any(at is not None and at.timestamp() >= logged_in_at for at in ended)
     ):
         db.session().rollback()
         _end_session("revoked", operator.id if operator is not None else None)
@@ -249,6 +253,10 @@ def login() -> ResponseReturnValue:
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
     operator = current_operator()
+    if operator is not None:
+        # Ended on the server too: a copy of the cookie no longer logs anyone in
+        # (every session of the operator's logged in before now ends with it).
+        operator.sessions_ended_at = utcnow()
     _end_session("logout", operator.id if operator is not None else None)
     flash(_("You have logged out."))
     return redirect(url_for("auth.login"))

@@ -13,6 +13,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from cardcenter.core.db import utcnow
 from cardcenter.core.errors import CentreError
 from cardcenter.operators.models import LOCALES, ApiClient, Operator, Role
 from cardcenter.operators.services import (
@@ -130,6 +131,8 @@ def disable(operator_id: int) -> ResponseReturnValue:
         return redirect(url_for("operators.index"))
     if operator.active:
         operator.active = False
+        # ended for good: a session idle through a disable and a re-enable does not revive
+        operator.sessions_ended_at = utcnow()
         audit("operator.disable", f"operator:{operator.id}", username=operator.username)
         db.session().commit()
     flash(_("Operator %(name)s disabled.", name=operator.username))

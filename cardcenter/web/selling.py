@@ -250,13 +250,18 @@ def card_confirm() -> ResponseReturnValue:
     request_id = form.get("request_id", "")
     try:
         tendered = parse_amount(form.get("amount", ""))
+        # the credit the quote showed: a sale that would credit otherwise is refused
+        quoted = parse_amount(form["credit"]) if form.get("credit") else None
         if not request_id:
             raise FormError("request id", _("This form has no request id: start the sale again."))
     except FormError as exc:
         return _index(str(exc), 400)
+    fields = {"amount": format_amount(tendered), "request_id": request_id, "serial": serial}
+    if quoted is not None:
+        fields["credit"] = format_amount(quoted)
     repeat = {
         "action": url_for("selling.card_confirm"),
-        "fields": {"amount": format_amount(tendered), "request_id": request_id, "serial": serial},
+        "fields": fields,
         "label": _("Repeat the sale"),
         "card": True,
     }
@@ -265,7 +270,7 @@ def card_confirm() -> ResponseReturnValue:
     try:
         with state().reader.channel() as channel:
             _check_same_card(channel.atr, serial)
-            result = desk.sell(channel, tendered, request_id)
+            result = desk.sell(channel, tendered, request_id, quoted_credit=quoted)
     except SaleInterruptedError as exc:
         audit("sale.interrupted", f"sale:{exc.sale_id}", request_id=request_id, card=serial)
         db.session().commit()
