@@ -30,6 +30,7 @@ from cardcenter.reconciliation.models import Finding, FindingKind, FindingStatus
 from cardcenter.reports.export import decimal_text, from_json, to_csv, to_json, to_text
 from cardcenter.reports.services import (
     REPORTS,
+    SALES_COLUMNS,
     Report,
     consumption_report,
     findings_report,
@@ -179,16 +180,7 @@ def sales_world(w: World) -> None:
 
 def cash(day: str, site: str, operator: str, **values: int) -> dict[str, Any]:
     row: dict[str, Any] = {"day": day, "site": site, "operator": operator}
-    for name in (
-        "sales",
-        "tendered",
-        "fixed_charge",
-        "tax",
-        "credit",
-        "refunds",
-        "refunded",
-        "paid_out",
-    ):
+    for name in SALES_COLUMNS[3:-1]:  # the counts and sums; takings follow from them
         row[name] = values.get(name, 0)
     row["takings"] = row["tendered"] - row["refunded"] - row["paid_out"]
     return row
