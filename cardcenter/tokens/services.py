@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, union_all, update
+from sqlalchemy import Table, bindparam, case, func, insert, or_, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -517,6 +517,26 @@ def _meter_of(session: Session, rows: list[TokenRecord]) -> Meter:
     return session.get_one(Meter, rows[0].meter_id)
 
 
+_JOURNAL = cast(Table, ledger.JournalEntry.__table__)
+_UNVENDED = Prepared(
+    select(
+        func.sum(
+            case(
+                (_JOURNAL.c.destination == bindparam("account"), _JOURNAL.c.amount),
+                else_=-_JOURNAL.c.amount,
+            )
+        )
+    ).where(
+        or_(
+            _JOURNAL.c.destination == bindparam("account"),
+            _JOURNAL.c.source == bindparam("account"),
+        )
+    )
+)
+"""What a customer's ``unvended:N`` holds, in one statement on the driver (a vend asks it
+every time, and :func:`ledger.balance` takes two through the ORM)."""
+
+
 @dataclass(frozen=True)
 class VendQuote:
     """What a payment buys a keypad meter now: the sale's figures, before anything is made."""
@@ -563,7 +583,9 @@ def quote_vend(
     quote = pricing.quote(version, tendered, months)
     before = vended_this_month(session, meter, at)
     # What earlier tokens could not carry (less than one step's worth) goes on this one.
-    carried = ledger.balance(session, ledger.unvended(customer.id))
+    carried = int(
+        _UNVENDED.scalar(session.connection(), {"account": ledger.unvended(customer.id)}) or 0
+    )
     energy = vend_energy(version, quote.credit + carried, before)
     breakdown = quote.as_dict()
     breakdown["paid_through_before"] = customer.fixed_paid_through
