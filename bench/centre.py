@@ -51,7 +51,7 @@ from cardcenter.core.db import (
     upgrade,
 )
 from cardcenter.customers.models import Category, Customer, Meter
-from cardcenter.reconciliation.bulk import BATCH_SIZE, import_records
+from cardcenter.reconciliation.bulk import default_batch_size, import_records
 from cardcenter.sales import ledger, services
 from cardcenter.sales.desk import _SALE_VISIT, Desk, SaleStart
 from cardcenter.sales.services import PendingAction
@@ -361,7 +361,8 @@ def run(kind: str, args: argparse.Namespace, keys: CardKeys) -> None:
             lines, sealing = records(keys, args.customers)
             print(f"{kind}: {len(lines):,} write-back records sealed in {sealing:.1f} s "
                   "(the meters' work, not the centre's)")  # fmt: skip
-            checking = mac_checks(keys, lines, args.batch)
+            batch = args.batch or default_batch_size(kind)
+            checking = mac_checks(keys, lines, batch)
             print(f"{kind}: checking alone (JSON, decoding, keys, both MACs) on one core: "
                   f"{len(lines) / checking:,.0f} records/s")  # fmt: skip
             done = [0]
@@ -378,7 +379,7 @@ def run(kind: str, args: argparse.Namespace, keys: CardKeys) -> None:
                 lines,
                 total=len(lines),
                 progress=progress,
-                batch_size=args.batch,
+                batch_size=batch,
             )
             elapsed = time.perf_counter() - begun
             assert done[0] == summary.records == summary.reconciled == len(lines)
@@ -405,7 +406,9 @@ def main() -> int:
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--sales", type=int, default=5000)
     parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=BATCH_SIZE)
+    parser.add_argument(
+        "--batch", type=int, default=None, help="lines a batch (the import's default)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = open_keystore(str(Path(tmp) / "k.json"), passphrase="bench", create=True,

@@ -19,7 +19,7 @@ from cardcenter.cli.context import (
 from cardcenter.core.db import transaction, utcnow
 from cardcenter.core.errors import InvalidInputError
 from cardcenter.operators.services import ensure_operator
-from cardcenter.reconciliation.bulk import BATCH_SIZE, import_records
+from cardcenter.reconciliation.bulk import BATCH_SIZE, SERVER_BATCH_SIZE, import_records
 from cardcenter.reconciliation.models import FindingStatus
 from cardcenter.reconciliation.services import close_finding, list_findings
 from cardcenter.reports.export import to_csv, to_json, to_text
@@ -74,7 +74,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     bulk.add_argument("file", type=Path)
     bulk.add_argument(
-        "--batch", type=int, default=BATCH_SIZE, help="lines per transaction (blank ones count)"
+        "--batch",
+        type=int,
+        default=None,
+        help=(
+            f"lines per transaction, blank ones count ({BATCH_SIZE:,} on SQLite, "
+            f"{SERVER_BATCH_SIZE:,} on PostgreSQL)"
+        ),
     )
     add_common(bulk, keys=True)
     bulk.set_defaults(handler=run_import)
@@ -148,7 +154,7 @@ def run_findings_close(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise InvalidInputError("--batch", "give 1 or more")
     path: Path = args.file
     with path.open(encoding="utf-8") as handle:

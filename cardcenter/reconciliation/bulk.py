@@ -56,7 +56,7 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Column, Dialect, LargeBinary, Table, select
+from sqlalchemy import JSON, Column, Dialect, LargeBinary, Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cardcenter.cards.models import Card
@@ -104,22 +104,31 @@ from cardlayout.errors import CardLayoutError, SecurityError
 from cardlayout.files import History, MeterStatus, WriteBack
 from cardlayout.security.diversify import CardKeys
 
-__all__ = ["BATCH_SIZE", "ImportSummary", "import_records"]
+__all__ = [
+    "BATCH_SIZE",
+    "SERVER_BATCH_SIZE",
+    "ImportSummary",
+    "default_batch_size",
+    "import_records",
+]
 
 Progress = Callable[[int, "int | None"], None]
 """``progress(records done, total or None)``, called after each committed batch."""
 
 BATCH_SIZE = 10_000
-"""Lines per transaction by default. A batch's commit writes every page it touched
-to SQLite's log, and the write-backs' digest index takes its records at random
-places, so nearly every page of that index is written again at each commit:
-fewer, larger batches write it less often. Importing 100,000 records into
-copies of one database, alternating on a noisy machine: 15,600 to 17,600
-write-backs/s at 10,000 lines (eight runs; the writing process 56 to 64 µs a
-write-back), 13,600 to 17,400 at 2,000 (six runs; 58 to 76 µs), 16,100 to
-16,600 at 5,000 and 15,100 to 16,000 at 20,000 (two runs each; the first batch
-is checked before the two processes overlap). A batch rolled back by an error
-is still quick to run again."""
+"""Lines per transaction by default on SQLite. A batch's commit writes every page it
+touched to SQLite's log, and the write-backs' digest index takes its records at random
+places, so nearly every page of that index is written again at each commit: fewer,
+larger batches write it less often. Importing 100,000 records into copies of one
+database, alternating on a noisy machine: 15,600 to 17,600 write-backs/s at 10,000
+lines (eight runs; the writing process 56 to 64 µs a write-back), 13,600 to 17,400 at
+2,000 (six runs; 58 to 76 µs), 16,100 to 16,600 at 5,000 and 15,100 to 16,000 at
+20,000 (two runs each; the first batch is checked before the two processes overlap).
+A batch rolled back by an error is still quick to run again."""
+SERVER_BATCH_SIZE = 2000
+"""Lines per transaction by default on PostgreSQL: there 10,000 made the import six
+times slower than 2,000 (641 against 4,070 write-backs/s in bench/centre.py), and 2,000
+was the fastest of 1,000 to 5,000 measured before."""
 CHECKPOINT_RECORDS = 10_000
 """Records between checkpoints of SQLite's log (:class:`WalCheckpoints`): a write-back
 adds about 3.5 kB to the log, so it stays near 35 MB (and 100 000 records take ten)."""
@@ -655,8 +664,8 @@ def _register_cards(session: Session, written: Sequence[tuple[_Parsed, int]]) ->
         (False,),
     )
     ids = [card_id for card_id, serial, meter_id in rows if (serial, meter_id) in meters_of]
-    if ids:
-        _Driver(session).update(_CARDS, [{"id": i, "registered": True} for i in ids])
+    for chunk in _chunks(ids):  # set-wise: a fleet never read at a desk has them all to mark
+        session.execute(update(_CARDS).where(_CARDS.c.id.in_(chunk)).values(registered=True))
 
 
 def _open_unknown(session: Session, texts: Sequence[str]) -> set[str]:
@@ -1312,6 +1321,12 @@ def _months_of(history: History | None) -> Iterator[str]:
         yield f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
+def default_batch_size(dialect: str) -> int:
+    """Lines per transaction unless told: :data:`BATCH_SIZE` on SQLite,
+    :data:`SERVER_BATCH_SIZE` on a database server."""
+    return BATCH_SIZE if dialect == "sqlite" else SERVER_BATCH_SIZE
+
+
 def import_records(
     sessions: sessionmaker[Session],
     keys: CardKeys,
@@ -1319,7 +1334,7 @@ def import_records(
     *,
     total: int | None = None,
     progress: Progress | None = None,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     settings: ReconcileSettings = DEFAULT_SETTINGS,
     side_by_side: bool = True,
 ) -> ImportSummary:
@@ -1347,6 +1362,8 @@ def import_records(
     server) should not do: False checks the records here, one batch at a
     time.
     """
+    if batch_size is None:
+        batch_size = default_batch_size(engine_of(sessions).dialect.name)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError("batch_size", "give a whole number of records of 1 or more")
     summary = ImportSummary()
