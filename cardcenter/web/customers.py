@@ -759,6 +759,7 @@ def close(customer_id: int) -> ResponseReturnValue:
         return _card_form("customers/close.html", customer)
     reason = request.form.get("reason", "").strip()[:200]
     customer_no = customer.customer_no
+    require_open_shift()  # the refund is paid out of this operator's drawer
     try:
         if customer.status != AccountStatus.ACTIVE:
             raise FormError(_("The account of customer %(no)s is closed already.", no=customer_no))

@@ -651,6 +651,7 @@ def reverse(sale_id: int) -> ResponseReturnValue:
             error=_("Reason: say why the sale is reversed."),
         )
         return page, 400
+    require_open_shift()  # the money goes back out of this operator's drawer
     desk = db.desk()
     repeat = {
         "action": url_for("selling.reverse", sale_id=sale_id),

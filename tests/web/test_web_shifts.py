@@ -310,3 +310,28 @@ def test_selling_can_require_an_open_shift(web_app: Flask, monkeypatch: pytest.M
         session.execute(select(Shift)).scalar_one().site = "HQ"
     found = check()
     assert found is not None and found.operator_id == operator_id
+
+
+def test_a_reversal_or_a_closing_refund_needs_an_open_shift_when_shifts_are_required(
+    web_app: Flask, client: FlaskClient, login: Login, csrf: Csrf
+) -> None:
+    """Both pay cash out of the operator's drawer: with shifts required and none open,
+    each is refused before the card is read, and nothing changes."""
+    web_app.config[REQUIRE_SHIFT] = True
+    me = login(client, "sue", Role.SUPERVISOR)
+    with state(web_app).sessions.begin() as session:
+        meter = customer(session)
+        sold = sale(session, meter, me, 3000).id
+        customer_id = meter.customer_id
+    reversing = client.post(
+        f"/sell/sales/{sold}/reverse", data={"csrf_token": csrf(client), "reason": "twice"}
+    )
+    closing = client.post(
+        f"/customers/{customer_id}/close", data={"csrf_token": csrf(client), "reason": "moved"}
+    )
+    for answer in (reversing, closing):
+        assert answer.status_code == 409 and "Open a shift" in answer.text
+    with state(web_app).sessions() as session:
+        assert session.get_one(Sale, sold).status is SaleStatus.WRITTEN
+        assert session.get_one(Customer, customer_id).status.value == "active"
+        assert session.scalar(select(func.count()).select_from(ledger.JournalEntry)) == 0
